@@ -1,0 +1,15 @@
+//! Stepgate's schema: one list of migrations for SQLite and PostgreSQL,
+//! applied in order by `stepgate migrate` and at `serve` start.
+//!
+//! Each capability adds its tables as a new, dated migration; a migration that
+//! has shipped is never edited.
+
+pub use sea_orm_migration::prelude::*;
+
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![]
+    }
+}

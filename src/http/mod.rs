@@ -1,0 +1,102 @@
+//! The HTTP surface: the one route table, and the layers every request passes.
+
+pub mod discovery;
+pub mod error;
+pub mod health;
+pub mod oauth;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue, Request, StatusCode, header};
+use axum::routing::get;
+use tower::ServiceBuilder;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::protocol::discovery::{AUTHORIZATION_PATH, DISCOVERY_PATH, JWKS_PATH, TOKEN_PATH};
+use crate::state::AppState;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The pages' Content-Security-Policy: nothing loads but our own styles and
+/// images, no framing (clickjacking), no `<base>` tricks. `form-action` is left
+/// out on purpose: `response_mode=form_post` and the post-consent redirect go to
+/// the relying party's origin, and browsers apply `form-action` to redirects.
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
+                   frame-ancestors 'none'; base-uri 'none'";
+
+pub fn router(state: AppState) -> Router {
+    let settings = state.settings.clone();
+    let https = settings.issuer.starts_with("https://");
+
+    let routes = Router::new()
+        .route(DISCOVERY_PATH, get(discovery::openid_configuration_get))
+        .route(JWKS_PATH, get(discovery::jwks_get))
+        .route("/healthz", get(health::healthz_get))
+        .route("/readyz", get(health::readyz_get))
+        .route(
+            AUTHORIZATION_PATH,
+            get(oauth::authorize::authorize).post(oauth::authorize::authorize),
+        )
+        .route(TOKEN_PATH, axum::routing::post(oauth::token::token_post))
+        .fallback(error::not_found)
+        .with_state(state);
+
+    let security_headers = ServiceBuilder::new()
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::STRICT_TRANSPORT_SECURITY,
+            // Only meaningful (and only sent) when the issuer is https.
+            https.then(|| HeaderValue::from_static("max-age=31536000")),
+        ));
+
+    routes.layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(|request: &Request<_>| {
+                        let id = request
+                            .headers()
+                            .get(REQUEST_ID)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("-");
+                        // The path only: a query may carry codes, tokens or emails.
+                        tracing::info_span!(
+                            "request",
+                            method = %request.method(),
+                            path = %request.uri().path(),
+                            request_id = %id,
+                        )
+                    })
+                    .on_response(DefaultOnResponse::new().level(Level::INFO)),
+            )
+            .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+            .layer(security_headers)
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                Duration::from_secs(settings.http.request_timeout_secs),
+            ))
+            .layer(RequestBodyLimitLayer::new(settings.http.body_limit_bytes)),
+    )
+}

@@ -1,0 +1,4 @@
+//! OAuth 2.0 / OpenID Connect endpoints.
+
+pub mod authorize;
+pub mod token;

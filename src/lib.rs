@@ -1,0 +1,12 @@
+//! Stepgate: an OpenID Connect identity provider with TOTP two-factor
+//! authentication built in.
+
+pub mod clock;
+pub mod config;
+pub mod http;
+pub mod keys;
+pub mod protocol;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod telemetry;

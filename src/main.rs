@@ -1,0 +1,170 @@
+//! The `stepgate` command: parse, load settings, dispatch.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+use stepgate::config::Settings;
+use stepgate::keys::KeyStore;
+use stepgate::startup::Application;
+use stepgate::{store, telemetry};
+
+#[derive(Parser)]
+#[command(
+    name = "stepgate",
+    version,
+    about = "OpenID Connect identity provider with TOTP 2FA"
+)]
+struct Cli {
+    /// Configuration file (TOML); its values override the built-in defaults,
+    /// and STEPGATE_* environment variables override it.
+    #[arg(long, global = true, env = "STEPGATE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default): migrates the database and creates
+    /// missing keys on start.
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate {
+        /// Print the result as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage the signing keys in keys_dir.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// List the signing keys; the newest is the active one.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a new signing key that becomes the active one. The old keys stay
+    /// published in the JWKS until their files are removed. Restart running
+    /// servers to pick the new key up.
+    Rotate {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    telemetry::init(&settings.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&e),
+    };
+    let result = runtime.block_on(run(cli.command.unwrap_or(Command::Serve), settings));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => {
+            let app = Application::build(settings).await?;
+            app.run_until_stopped().await?;
+        }
+        Command::Migrate { json } => {
+            let db = store::connect(&settings).await?;
+            let applied = store::migrate(&db).await?;
+            if json {
+                print_json(&json!({ "applied": applied }));
+            } else if applied.is_empty() {
+                println!("The database is up to date.");
+            } else {
+                for name in &applied {
+                    println!("applied {name}");
+                }
+            }
+        }
+        Command::Keys { command } => keys(command, &settings)?,
+    }
+    Ok(())
+}
+
+fn keys(command: KeysCommand, settings: &Settings) -> anyhow::Result<()> {
+    let dir = &settings.keys_dir;
+    match command {
+        KeysCommand::List { json } => {
+            let (store, _) = KeyStore::load_or_create(dir)?;
+            let active = store.active().kid.clone();
+            let keys: Vec<_> = store
+                .signing_keys()
+                .iter()
+                .map(|k| {
+                    json!({
+                        "kid": k.kid,
+                        "created_at": k.created_at.to_rfc3339(),
+                        "active": k.kid == active,
+                        "file": k.path.display().to_string(),
+                    })
+                })
+                .collect();
+            if json {
+                print_json(&json!({ "keys": keys }));
+            } else {
+                for k in store.signing_keys() {
+                    let mark = if k.kid == active { "active" } else { "" };
+                    println!(
+                        "{}  {}  {:6}  {}",
+                        k.kid,
+                        k.created_at.to_rfc3339(),
+                        mark,
+                        k.path.display()
+                    );
+                }
+            }
+        }
+        KeysCommand::Rotate { json } => {
+            let store = KeyStore::rotate(dir)?;
+            let key = store.active();
+            if json {
+                print_json(&json!({
+                    "kid": key.kid,
+                    "created_at": key.created_at.to_rfc3339(),
+                    "published": store.signing_keys().len(),
+                }));
+            } else {
+                println!(
+                    "New active signing key {} ({} keys published). Restart running servers to use it.",
+                    key.kid,
+                    store.signing_keys().len()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `--json` prints exactly one JSON object on stdout; logs go to stderr.
+fn print_json(value: &serde_json::Value) {
+    println!("{value}");
+}
+
+fn fail(error: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("stepgate: error: {error}");
+    ExitCode::FAILURE
+}

@@ -1,0 +1,3 @@
+//! Pure OAuth 2.0 / OpenID Connect rules: no HTTP, no database, no clock reads.
+
+pub mod discovery;

@@ -1,0 +1,171 @@
+//! `Application::build` prepares everything (keys, database, documents) and
+//! binds; `run_until_stopped` serves until SIGTERM or Ctrl-C. Tests bind port 0.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use tokio::net::TcpListener;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Settings;
+use crate::keys::{KeyError, KeyStore};
+use crate::protocol::discovery::ProviderMetadata;
+use crate::state::{AppState, Documents};
+use crate::store::{self, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind { addr: SocketAddr, reason: String },
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    local_addr: SocketAddr,
+}
+
+impl Application {
+    /// Binds `settings.listen` and prepares the server.
+    pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        let started = Instant::now();
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .map_err(|e| StartError::Bind {
+                addr: settings.listen,
+                reason: e.to_string(),
+            })?;
+        let app = Self::build_with_listener(settings, listener, Arc::new(SystemClock)).await?;
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "ready to serve"
+        );
+        Ok(app)
+    }
+
+    /// Serves on an already bound listener (tests bind port 0) with a chosen clock.
+    pub async fn build_with_listener(
+        settings: Settings,
+        listener: TcpListener,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartError> {
+        // Keys before the database: a broken key file stops the start at once.
+        let keys = load_keys(&settings)?;
+        let db = open_database(&settings).await?;
+        Self::assemble(settings, listener, keys, db, clock)
+    }
+
+    fn assemble(
+        settings: Settings,
+        listener: TcpListener,
+        keys: KeyStore,
+        db: sea_orm::DatabaseConnection,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartError> {
+        let local_addr = listener.local_addr().map_err(|e| StartError::Bind {
+            addr: settings.listen,
+            reason: e.to_string(),
+        })?;
+        let documents = Documents {
+            discovery: to_json(&ProviderMetadata::new(&settings.issuer)),
+            jwks: to_json(&keys.jwks()),
+        };
+        let state = AppState {
+            db,
+            keys: Arc::new(keys),
+            settings: Arc::new(settings),
+            clock,
+            documents: Arc::new(documents),
+        };
+        tracing::info!(
+            address = %local_addr,
+            issuer = %state.settings.issuer,
+            database = store::backend_name(&state.db),
+            signing_kid = %state.keys.active().kid,
+            "listening"
+        );
+        Ok(Self {
+            listener,
+            router: crate::http::router(state),
+            local_addr,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr.port()
+    }
+
+    /// Serves until SIGTERM or Ctrl-C, then finishes the requests in flight.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `signal` completes, then shuts down gracefully.
+    pub async fn run_until(
+        self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(signal)
+            .await
+    }
+}
+
+fn load_keys(settings: &Settings) -> Result<KeyStore, StartError> {
+    let (keys, created) = KeyStore::load_or_create(&settings.keys_dir)?;
+    if created.master_key {
+        tracing::info!(dir = %settings.keys_dir.display(), "created the master key");
+    }
+    if let Some(kid) = created.signing_key {
+        tracing::info!(dir = %settings.keys_dir.display(), %kid, "created a signing key");
+    }
+    Ok(keys)
+}
+
+async fn open_database(settings: &Settings) -> Result<sea_orm::DatabaseConnection, StartError> {
+    let db = store::connect(settings).await?;
+    if settings.database.migrate_on_start {
+        let applied = store::migrate(&db).await?;
+        if !applied.is_empty() {
+            tracing::info!(?applied, "applied database migrations");
+        }
+    }
+    Ok(db)
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Bytes {
+    Bytes::from(serde_json::to_vec(value).expect("documents serialize"))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

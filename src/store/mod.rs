@@ -1,0 +1,141 @@
+//! The only place that talks to the database: the connection, migrations and,
+//! as capabilities land, one file of queries per concept.
+
+use std::time::Duration;
+
+use migrations::{Migrator, MigratorTrait};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseConnection, DbBackend};
+
+use crate::config::Settings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot connect to the database at {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("cannot prepare the SQLite directory {path}: {reason}")]
+    SqliteDir { path: String, reason: String },
+    #[error("database migration failed: {0}")]
+    Migrate(String),
+    #[error("database error: {0}")]
+    Db(#[from] sea_orm::DbErr),
+}
+
+/// Opens the pool and checks that the database answers.
+///
+/// SQLite gets WAL (readers never block the writer), foreign keys on (SQLite
+/// leaves them off by default), `synchronous=NORMAL` (durable in WAL mode
+/// except for the last transactions on power loss) and a busy timeout, on
+/// every connection of the pool.
+pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, StoreError> {
+    let url = settings.database_url.as_str();
+    if url.starts_with("sqlite:") {
+        ensure_sqlite_dir(url)?;
+    }
+    let busy = Duration::from_millis(settings.database.sqlite_busy_timeout_ms);
+    let mut options = ConnectOptions::new(url);
+    options
+        .max_connections(settings.database.max_connections)
+        .min_connections(0)
+        .connect_timeout(settings.connect_timeout())
+        .acquire_timeout(settings.connect_timeout())
+        // A connection the server closed (a PostgreSQL restart) is noticed before use.
+        .test_before_acquire(true)
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(move |o| {
+            o.journal_mode(SqliteJournalMode::Wal)
+                .foreign_keys(true)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(busy)
+        });
+    let db = sea_orm::Database::connect(options)
+        .await
+        .map_err(|e| StoreError::Connect {
+            url: redact_url(url),
+            reason: e.to_string(),
+        })?;
+    ping(&db).await.map_err(|e| StoreError::Connect {
+        url: redact_url(url),
+        reason: e.to_string(),
+    })?;
+    Ok(db)
+}
+
+/// Applies pending migrations; returns the names of those it applied.
+pub async fn migrate(db: &DatabaseConnection) -> Result<Vec<String>, StoreError> {
+    let pending: Vec<String> = Migrator::get_pending_migrations(db)
+        .await
+        .map_err(|e| StoreError::Migrate(e.to_string()))?
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect();
+    Migrator::up(db, None)
+        .await
+        .map_err(|e| StoreError::Migrate(e.to_string()))?;
+    Ok(pending)
+}
+
+/// A round trip to the database (`SELECT 1`), for readiness.
+pub async fn ping(db: &DatabaseConnection) -> Result<(), sea_orm::DbErr> {
+    let backend = db.get_database_backend();
+    let stmt = sea_orm::Statement::from_string(backend, "SELECT 1");
+    db.query_one_raw(stmt).await.map(|_| ())
+}
+
+pub fn backend_name(db: &DatabaseConnection) -> &'static str {
+    match db.get_database_backend() {
+        DbBackend::Sqlite => "sqlite",
+        DbBackend::Postgres => "postgres",
+        _ => "other",
+    }
+}
+
+/// `sqlite://data/stepgate.db?mode=rwc` creates the file but not its
+/// directory; create that so the first run works anywhere.
+fn ensure_sqlite_dir(url: &str) -> Result<(), StoreError> {
+    let path = url
+        .trim_start_matches("sqlite:")
+        .trim_start_matches("//")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    match std::path::Path::new(path).parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.exists() => std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::SqliteDir {
+                path: dir.display().to_string(),
+                reason: e.to_string(),
+            }),
+        _ => Ok(()),
+    }
+}
+
+/// The URL without its password, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/stepgate"),
+            "postgres://app:***@db:5432/stepgate"
+        );
+        assert_eq!(
+            redact_url("sqlite://data/stepgate.db?mode=rwc"),
+            "sqlite://data/stepgate.db?mode=rwc"
+        );
+    }
+}

@@ -1,0 +1,23 @@
+//! Logging. Human-readable lines by default, JSON by `log.format = "json"`.
+//! Logs go to stderr so that `--json` output on stdout stays one object.
+//!
+//! Nothing secret is logged: request logs carry method, path (never the query,
+//! which may hold codes or tokens), status, latency and the request id.
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogFormat, LogSettings};
+
+pub fn init(settings: &LogSettings) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&settings.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // try_init: a second call (tests start several servers) keeps the first.
+    let _ = match settings.format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
