@@ -249,14 +249,8 @@ fn describe_figment_error(error: figment::Error) -> ConfigError {
                 })
                 .unwrap_or_default();
             match &e.kind {
-                figment::error::Kind::UnknownField(field, _) => {
-                    let full = if key.is_empty() {
-                        field.clone()
-                    } else {
-                        format!("{key}.{field}")
-                    };
-                    format!("unknown key `{full}`{source}")
-                }
+                // Figment's path already ends with the unknown field's name.
+                figment::error::Kind::UnknownField(..) => format!("unknown key `{key}`{source}"),
                 kind => format!("key `{key}`: {kind}{source}"),
             }
         })

@@ -3,15 +3,16 @@
 pub mod discovery;
 pub mod error;
 pub mod health;
+pub mod limit;
 pub mod oauth;
 
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Request, StatusCode, header};
 use axum::routing::get;
 use tower::ServiceBuilder;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -97,6 +98,10 @@ pub fn router(state: AppState) -> Router {
                 StatusCode::REQUEST_TIMEOUT,
                 Duration::from_secs(settings.http.request_timeout_secs),
             ))
-            .layer(RequestBodyLimitLayer::new(settings.http.body_limit_bytes)),
+            .layer(axum::middleware::from_fn_with_state(
+                settings.http.body_limit_bytes,
+                limit::limit_body,
+            ))
+            .layer(DefaultBodyLimit::max(settings.http.body_limit_bytes)),
     )
 }
