@@ -38,6 +38,12 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub http: HttpSettings,
     pub log: LogSettings,
+    pub ui: UiSettings,
+    pub email: EmailSettings,
+    pub password: PasswordSettings,
+    pub session: SessionSettings,
+    pub login: LoginSettings,
+    pub account: AccountSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,6 +88,167 @@ pub struct LogSettings {
     pub level: String,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiSettings {
+    /// The name shown on the hosted pages and in emails. Default `Stepgate`.
+    pub product_name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmailTransport {
+    /// Each message becomes an `.eml` file in `outbox_dir`.
+    File,
+    /// Sent through an SMTP server.
+    Smtp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    /// Plain connection upgraded with STARTTLS (port 587); refuses servers without it.
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No encryption: only for a relay on the same host or a test server.
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmailSettings {
+    /// `file` or `smtp`. Default `file`, so a first run needs no mail server.
+    pub transport: EmailTransport,
+    /// Where the `file` transport writes `.eml` files. Default `data/outbox`.
+    pub outbox_dir: PathBuf,
+    /// The sender. Default `Stepgate <no-reply@localhost>`.
+    pub from: String,
+    /// SMTP server host. Default `localhost`.
+    pub smtp_host: String,
+    /// SMTP server port. Default `587`.
+    pub smtp_port: u16,
+    /// `starttls`, `tls` or `none`. Default `starttls`.
+    pub smtp_security: SmtpSecurity,
+    /// SMTP user name; empty for no authentication. Default empty.
+    pub smtp_username: String,
+    /// SMTP password (prefer STEPGATE_EMAIL__SMTP_PASSWORD). Default empty.
+    pub smtp_password: String,
+    /// Seconds to wait for the SMTP server. Default `10`.
+    pub smtp_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordSettings {
+    /// argon2id memory in KiB. Default `19456` (OWASP).
+    pub argon2_memory_kib: u32,
+    /// argon2id passes. Default `2` (OWASP).
+    pub argon2_iterations: u32,
+    /// argon2id lanes. Default `1` (OWASP).
+    pub argon2_parallelism: u32,
+    /// Hashes computed at once on the blocking pool; 0 means one per CPU. Default `0`.
+    pub hash_concurrency: usize,
+    /// Shortest password accepted (NIST SP 800-63B §3.1.1.2: at least 8). Default `8`.
+    pub min_length: usize,
+    /// Longest password accepted (NIST: at least 64). Default `256`.
+    pub max_length: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionSettings {
+    /// A session unused this long ends. Default `1800` (NIST SP 800-63B §4.2.3, AAL2).
+    pub idle_timeout_secs: u64,
+    /// A session ends this long after sign-in, used or not. Default `43200` (12 hours).
+    pub absolute_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginSettings {
+    /// Consecutive failed sign-ins allowed before delays start. Default `5`.
+    pub free_failures: u32,
+    /// The first delay, in seconds; each further failure doubles it. Default `30`.
+    pub base_delay_secs: u64,
+    /// The longest lockout, in seconds. Default `900`.
+    pub max_delay_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountSettings {
+    /// Lifetime of an email confirmation link, seconds. Default `86400`.
+    pub confirm_ttl_secs: u64,
+    /// Lifetime of a password reset link, seconds. Default `3600`.
+    pub reset_ttl_secs: u64,
+}
+
+impl Default for UiSettings {
+    fn default() -> Self {
+        Self {
+            product_name: "Stepgate".into(),
+        }
+    }
+}
+
+impl Default for EmailSettings {
+    fn default() -> Self {
+        Self {
+            transport: EmailTransport::File,
+            outbox_dir: PathBuf::from("data/outbox"),
+            from: "Stepgate <no-reply@localhost>".into(),
+            smtp_host: "localhost".into(),
+            smtp_port: 587,
+            smtp_security: SmtpSecurity::Starttls,
+            smtp_username: String::new(),
+            smtp_password: String::new(),
+            smtp_timeout_secs: 10,
+        }
+    }
+}
+
+impl Default for PasswordSettings {
+    fn default() -> Self {
+        Self {
+            argon2_memory_kib: 19456,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            hash_concurrency: 0,
+            min_length: 8,
+            max_length: 256,
+        }
+    }
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            idle_timeout_secs: 1800,
+            absolute_timeout_secs: 43200,
+        }
+    }
+}
+
+impl Default for LoginSettings {
+    fn default() -> Self {
+        Self {
+            free_failures: 5,
+            base_delay_secs: 30,
+            max_delay_secs: 900,
+        }
+    }
+}
+
+impl Default for AccountSettings {
+    fn default() -> Self {
+        Self {
+            confirm_ttl_secs: 86400,
+            reset_ttl_secs: 3600,
+        }
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
@@ -92,6 +259,12 @@ impl Default for Settings {
             database: DatabaseSettings::default(),
             http: HttpSettings::default(),
             log: LogSettings::default(),
+            ui: UiSettings::default(),
+            email: EmailSettings::default(),
+            password: PasswordSettings::default(),
+            session: SessionSettings::default(),
+            login: LoginSettings::default(),
+            account: AccountSettings::default(),
         }
     }
 }
@@ -187,6 +360,47 @@ impl Settings {
         if self.http.request_timeout_secs == 0 {
             return Err(ConfigError::Invalid(
                 "key `http.request_timeout_secs`: must be at least 1".into(),
+            ));
+        }
+        let p = &self.password;
+        if p.min_length < 8 {
+            return Err(ConfigError::Invalid(
+                "key `password.min_length`: must be at least 8 (NIST SP 800-63B)".into(),
+            ));
+        }
+        if p.max_length < 64 || p.max_length < p.min_length {
+            return Err(ConfigError::Invalid(
+                "key `password.max_length`: must be at least 64 and at least min_length".into(),
+            ));
+        }
+        if argon2::Params::new(
+            p.argon2_memory_kib,
+            p.argon2_iterations,
+            p.argon2_parallelism,
+            None,
+        )
+        .is_err()
+        {
+            return Err(ConfigError::Invalid(
+                "key `password.argon2_*`: not valid argon2id parameters".into(),
+            ));
+        }
+        if self.session.idle_timeout_secs == 0
+            || self.session.absolute_timeout_secs < self.session.idle_timeout_secs
+        {
+            return Err(ConfigError::Invalid(
+                "key `session.absolute_timeout_secs`: must be at least session.idle_timeout_secs, which must be positive".into(),
+            ));
+        }
+        if self.email.from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(ConfigError::Invalid(format!(
+                "key `email.from`: not an email address (got {:?})",
+                self.email.from
+            )));
+        }
+        if self.ui.product_name.trim().is_empty() {
+            return Err(ConfigError::Invalid(
+                "key `ui.product_name`: must not be empty".into(),
             ));
         }
         Ok(())

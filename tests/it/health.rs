@@ -66,3 +66,28 @@ async fn readiness_follows_the_database() {
     }
     assert_eq!(status, 200, "readiness comes back with the database");
 }
+
+/// SQLite runs in WAL mode with foreign keys enforced and a busy timeout on
+/// every pooled connection.
+#[tokio::test]
+async fn sqlite_connections_use_wal_and_foreign_keys() {
+    use sea_orm::{ConnectionTrait, Statement};
+    let dir = crate::helpers::TempDir::new();
+    let db = Backend::Sqlite.create_database(dir.path()).await;
+    let settings = crate::helpers::test_settings(dir.path(), &db);
+    let conn = stepgate::store::connect(&settings).await.unwrap();
+    let pragma = |name: &str| {
+        let stmt = Statement::from_string(conn.get_database_backend(), format!("PRAGMA {name}"));
+        let conn = conn.clone();
+        async move {
+            let row = conn.query_one_raw(stmt).await.unwrap().unwrap();
+            row.try_get_by_index::<String>(0)
+                .or_else(|_| row.try_get_by_index::<i64>(0).map(|n| n.to_string()))
+                .unwrap()
+        }
+    };
+    assert_eq!(pragma("journal_mode").await, "wal");
+    assert_eq!(pragma("foreign_keys").await, "1");
+    assert_eq!(pragma("busy_timeout").await, "5000");
+    assert_eq!(pragma("synchronous").await, "1", "NORMAL");
+}
