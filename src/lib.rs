@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod email;
 pub mod http;
 pub mod keys;
 pub mod protocol;
