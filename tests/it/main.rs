@@ -4,5 +4,6 @@ mod helpers;
 
 mod cli;
 mod discovery;
+mod email;
 mod health;
 mod keys;
