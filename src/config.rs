@@ -134,7 +134,7 @@ pub struct EmailSettings {
     pub smtp_username: String,
     /// SMTP password (prefer STEPGATE_EMAIL__SMTP_PASSWORD). Default empty.
     pub smtp_password: String,
-    /// Seconds to wait for the SMTP server. Default `10`.
+    /// Seconds one SMTP delivery may take, connection to final reply. Default `10`.
     pub smtp_timeout_secs: u64,
 }
 

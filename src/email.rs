@@ -173,7 +173,11 @@ impl Inner {
             .subject(subject)
             .message_id(Some(message_id))
             // `singlepart` adds MIME-Version (RFC 2045 §4), which `body` leaves out.
-            .singlepart(SinglePart::plain(text))
+            .singlepart(
+                SinglePart::builder()
+                    .header(lettre::message::header::ContentType::TEXT_PLAIN)
+                    .body(plain_8bit_body(&text)?),
+            )
             .map_err(|e| EmailError::Message(e.to_string()))
     }
 
@@ -194,6 +198,25 @@ impl Inner {
         }
         Ok(())
     }
+}
+
+/// The body as 8bit text, never quoted-printable or base64: the single-use
+/// links in our emails must stay intact and clickable in any reader, and
+/// quoted-printable would break them across lines (`=` becomes `=3D`). 8bit
+/// only requires lines under 998 octets (RFC 5322 §2.1.1), which lettre's own
+/// chooser does not know (it picks quoted-printable past 76), so the body is
+/// encoded here: CRLF line ends, each line checked.
+fn plain_8bit_body(text: &str) -> Result<lettre::message::Body, EmailError> {
+    let crlf = text.replace("\r\n", "\n").replace('\n', "\r\n");
+    if crlf.split("\r\n").any(|line| line.len() > 998) || crlf.contains('\0') {
+        return Err(EmailError::Message(
+            "a line of the body is longer than 998 octets".into(),
+        ));
+    }
+    Ok(lettre::message::Body::dangerous_pre_encoded(
+        crlf.into_bytes(),
+        lettre::message::header::ContentTransferEncoding::EightBit,
+    ))
 }
 
 /// Writes `bytes` as `<unix-millis>-<random>.eml` in `dir` (created when
@@ -504,8 +527,7 @@ mod tests {
     }
 
     fn parse_eml(bytes: &[u8]) -> Parsed {
-        let text = std::str::from_utf8(bytes).expect("a formatted message is ASCII");
-        assert!(text.is_ascii(), "8-bit data in the message");
+        let text = std::str::from_utf8(bytes).expect("a formatted message is UTF-8");
         assert!(
             !text.replace("\r\n", "").contains(['\r', '\n']),
             "every line ends in CRLF"
@@ -513,6 +535,8 @@ mod tests {
         let (head, body) = text
             .split_once("\r\n\r\n")
             .expect("a blank line after the headers");
+        // Headers stay 7-bit (RFC 2047 encodes the rest); only an 8bit body may not.
+        assert!(head.is_ascii(), "8-bit data in the headers");
         // The line break that ends the last body line belongs to the format.
         let body = body.strip_suffix("\r\n").unwrap_or(body);
         let mut headers: Vec<(String, String)> = Vec::new();
@@ -532,8 +556,7 @@ mod tests {
             body: String::new(),
         };
         parsed.body = match parsed.header("Content-Transfer-Encoding") {
-            None | Some("7bit") => body.to_owned(),
-            Some("quoted-printable") => decode_quoted_printable(body),
+            None | Some("7bit") | Some("8bit") => body.to_owned(),
             Some("base64") => {
                 String::from_utf8(STANDARD.decode(body.replace("\r\n", "")).unwrap()).unwrap()
             }
@@ -563,22 +586,35 @@ mod tests {
         out
     }
 
-    /// RFC 2045 §6.7.
-    fn decode_quoted_printable(text: &str) -> String {
-        let text = text.replace("=\r\n", "");
-        let mut bytes = Vec::new();
-        let mut rest = text.as_bytes();
-        while let Some((&b, tail)) = rest.split_first() {
-            if b == b'=' {
-                let hex = std::str::from_utf8(&tail[..2]).unwrap();
-                bytes.push(u8::from_str_radix(hex, 16).unwrap());
-                rest = &tail[2..];
-            } else {
-                bytes.push(b);
-                rest = tail;
-            }
-        }
-        String::from_utf8(bytes).unwrap()
+    #[tokio::test]
+    async fn long_links_stay_whole_on_one_line() {
+        let dir = TempDir::new();
+        let mailer = Mailer::from_settings(&file_settings(&dir.0)).unwrap();
+        let link = format!(
+            "https://id.example.com/password/reset?token={}",
+            "A".repeat(43)
+        );
+        let text = format!("Open this link to choose a new password for your account:\n\n{link}\n");
+        mailer
+            .send(email("ann@example.com", "Reset", &text))
+            .await
+            .unwrap();
+        let raw = fs::read_to_string(&outbox(&dir.0)[0]).unwrap();
+        assert!(
+            raw.lines().any(|l| l == link),
+            "the link is one raw line: {raw}"
+        );
+        assert!(raw.contains("Content-Transfer-Encoding: 8bit"));
+    }
+
+    #[tokio::test]
+    async fn a_line_over_998_octets_is_an_error() {
+        let dir = TempDir::new();
+        let mailer = Mailer::from_settings(&file_settings(&dir.0)).unwrap();
+        let result = mailer
+            .send(email("ann@example.com", "Long", &"x".repeat(999)))
+            .await;
+        assert!(matches!(result, Err(EmailError::Message(_))), "{result:?}");
     }
 
     #[tokio::test]
@@ -659,7 +695,8 @@ mod tests {
             .unwrap();
         let parsed = parse_eml(&fs::read(&outbox(&dir.0)[0]).unwrap());
         assert_eq!(parsed.body.replace("\r\n", "\n"), text);
-        // RFC 2047 encoded words, not raw UTF-8.
+        // The body is 8bit UTF-8; headers use RFC 2047 encoded words, not raw UTF-8.
+        assert_eq!(parsed.header("Content-Transfer-Encoding"), Some("8bit"));
         let subject = parsed.header("Subject").unwrap();
         assert_eq!(decode_encoded_words(subject), "Passwort zurücksetzen");
     }
