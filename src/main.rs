@@ -1,14 +1,20 @@
 //! The `stepgate` command: parse, load settings, dispatch.
 
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
+use stepgate::clock::SystemClock;
 use stepgate::config::Settings;
 use stepgate::keys::KeyStore;
+use stepgate::service::accounts;
 use stepgate::startup::Application;
+use stepgate::state::AppState;
+use stepgate::store::entities::users::Model as User;
 use stepgate::{store, telemetry};
 
 #[derive(Parser)]
@@ -41,6 +47,45 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Manage user accounts.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account. The password is read from stdin (with or without a
+    /// trailing newline).
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// Mark the email as confirmed (no confirmation email is sent).
+        #[arg(long)]
+        verified: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List every account.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable an account: it can no longer sign in, and its sessions end.
+    Disable {
+        email: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Enable a disabled account.
+    Enable {
+        email: String,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -101,6 +146,85 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             }
         }
         Command::Keys { command } => keys(command, &settings)?,
+        Command::User { command } => user(command, settings).await?,
+    }
+    Ok(())
+}
+
+/// The state a command needs to act like the server would: keys, the
+/// migrated database, the mailer.
+async fn open_state(settings: Settings) -> anyhow::Result<AppState> {
+    let (keys, _) = KeyStore::load_or_create(&settings.keys_dir)?;
+    let db = store::connect(&settings).await?;
+    store::migrate(&db).await?;
+    Ok(AppState::new(settings, keys, db, Arc::new(SystemClock))?)
+}
+
+fn user_json(user: &User) -> serde_json::Value {
+    json!({
+        "id": user.id,
+        "email": user.email,
+        "name": user.name,
+        "email_verified": user.email_verified,
+        "disabled": user.disabled,
+        "created_at": user.created_at,
+    })
+}
+
+async fn user(command: UserCommand, settings: Settings) -> anyhow::Result<()> {
+    let state = open_state(settings).await?;
+    let disable = matches!(command, UserCommand::Disable { .. });
+    match command {
+        UserCommand::Create {
+            email,
+            name,
+            verified,
+            json,
+        } => {
+            let mut password = String::new();
+            std::io::stdin().read_to_string(&mut password)?;
+            // One trailing newline (from echo or a terminal) is not part of it.
+            let password = password
+                .strip_suffix('\n')
+                .map(|p| p.strip_suffix('\r').unwrap_or(p))
+                .unwrap_or(&password);
+            let user =
+                accounts::create_by_operator(&state, &email, &name, password, verified).await?;
+            if json {
+                print_json(&user_json(&user));
+            } else {
+                println!("Created user {} <{}> ({})", user.name, user.email, user.id);
+            }
+        }
+        UserCommand::List { json } => {
+            let users = store::users::list(&state.db).await?;
+            if json {
+                let users: Vec<_> = users.iter().map(user_json).collect();
+                print_json(&json!({ "users": users }));
+            } else {
+                for u in &users {
+                    let mut flags = Vec::new();
+                    if !u.email_verified {
+                        flags.push("unconfirmed");
+                    }
+                    if u.disabled {
+                        flags.push("disabled");
+                    }
+                    println!("{}  {}  {}  {}", u.id, u.email, u.name, flags.join(","));
+                }
+            }
+        }
+        UserCommand::Disable { email, json } | UserCommand::Enable { email, json } => {
+            let Some(user) = accounts::set_disabled(&state, &email, disable).await? else {
+                anyhow::bail!("no account with the email {email}");
+            };
+            if json {
+                print_json(&user_json(&user));
+            } else {
+                let what = if disable { "Disabled" } else { "Enabled" };
+                println!("{what} {} <{}>", user.name, user.email);
+            }
+        }
     }
     Ok(())
 }

@@ -6,14 +6,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Bytes;
 use tokio::net::TcpListener;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
+use crate::email::EmailError;
 use crate::keys::{KeyError, KeyStore};
-use crate::protocol::discovery::ProviderMetadata;
-use crate::state::{AppState, Documents};
+use crate::state::AppState;
 use crate::store::{self, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +21,8 @@ pub enum StartError {
     Keys(#[from] KeyError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("email: {0}")]
+    Email(#[from] EmailError),
     #[error("cannot listen on {addr}: {reason}")]
     Bind { addr: SocketAddr, reason: String },
 }
@@ -73,17 +74,7 @@ impl Application {
             addr: settings.listen,
             reason: e.to_string(),
         })?;
-        let documents = Documents {
-            discovery: to_json(&ProviderMetadata::new(&settings.issuer)),
-            jwks: to_json(&keys.jwks()),
-        };
-        let state = AppState {
-            db,
-            keys: Arc::new(keys),
-            settings: Arc::new(settings),
-            clock,
-            documents: Arc::new(documents),
-        };
+        let state = AppState::new(settings, keys, db, clock)?;
         tracing::info!(
             address = %local_addr,
             issuer = %state.settings.issuer,
@@ -142,10 +133,6 @@ async fn open_database(settings: &Settings) -> Result<sea_orm::DatabaseConnectio
         }
     }
     Ok(db)
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> Bytes {
-    Bytes::from(serde_json::to_vec(value).expect("documents serialize"))
 }
 
 async fn shutdown_signal() {

@@ -1,4 +1,4 @@
-//! What every handler can reach.
+//! What every handler and service can reach.
 
 use std::sync::Arc;
 
@@ -7,7 +7,11 @@ use sea_orm::DatabaseConnection;
 
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::crypto::PurposeKey;
+use crate::email::{EmailError, Mailer};
 use crate::keys::KeyStore;
+use crate::protocol::discovery::ProviderMetadata;
+use crate::service::password::Hasher;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -15,11 +19,59 @@ pub struct AppState {
     pub keys: Arc<KeyStore>,
     pub settings: Arc<Settings>,
     pub clock: Arc<dyn Clock>,
+    pub mailer: Mailer,
+    pub hasher: Arc<Hasher>,
+    /// Signs CSRF tokens.
+    pub csrf_key: PurposeKey,
+    /// Keys the sign-in throttle's rows (an HMAC of the email).
+    pub throttle_key: PurposeKey,
+    /// `scheme://host[:port]` of the issuer, for `Origin` checks.
+    issuer_origin: Arc<str>,
     /// Documents that never change while the process runs, serialized once.
     pub documents: Arc<Documents>,
+}
+
+impl AppState {
+    pub fn new(
+        settings: Settings,
+        keys: KeyStore,
+        db: DatabaseConnection,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, EmailError> {
+        let master = *keys.master().bytes();
+        let documents = Documents {
+            discovery: to_json(&ProviderMetadata::new(&settings.issuer)),
+            jwks: to_json(&keys.jwks()),
+        };
+        Ok(Self {
+            documents: Arc::new(documents),
+            mailer: Mailer::from_settings(&settings.email)?,
+            hasher: Arc::new(Hasher::new(&settings.password)),
+            csrf_key: PurposeKey::derive(&master, "stepgate/csrf/v1"),
+            throttle_key: PurposeKey::derive(&master, "stepgate/login-throttle/v1"),
+            issuer_origin: settings.issuer_url().origin().ascii_serialization().into(),
+            db,
+            keys: Arc::new(keys),
+            settings: Arc::new(settings),
+            clock,
+        })
+    }
+
+    /// Whether the issuer is https: cookies are then `Secure` and `__Host-`.
+    pub fn https(&self) -> bool {
+        self.settings.issuer.starts_with("https://")
+    }
+
+    pub fn issuer_origin(&self) -> &str {
+        &self.issuer_origin
+    }
 }
 
 pub struct Documents {
     pub discovery: Bytes,
     pub jwks: Bytes,
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Bytes {
+    Bytes::from(serde_json::to_vec(value).expect("documents serialize"))
 }

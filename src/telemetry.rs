@@ -9,9 +9,14 @@ use tracing_subscriber::EnvFilter;
 use crate::config::{LogFormat, LogSettings};
 
 pub fn init(settings: &LogSettings) {
-    let filter = EnvFilter::try_from_default_env()
+    let mut filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // The migrator announces every run at info; keep that out of CLI output
+    // unless asked for by name.
+    if !settings.level.contains("sea_orm_migration") {
+        filter = filter.add_directive("sea_orm_migration=warn".parse().expect("static directive"));
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -6,10 +6,12 @@
 
 pub use sea_orm_migration::prelude::*;
 
+mod m20261128_000001_accounts;
+
 pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![]
+        vec![Box::new(m20261128_000001_accounts::Migration)]
     }
 }

@@ -1,10 +1,14 @@
 //! The HTTP surface: the one route table, and the layers every request passes.
 
+pub mod assets;
+pub mod cookies;
+pub mod csrf;
 pub mod discovery;
 pub mod error;
 pub mod health;
 pub mod limit;
 pub mod oauth;
+pub mod pages;
 
 use std::time::Duration;
 
@@ -45,6 +49,33 @@ pub fn router(state: AppState) -> Router {
             get(oauth::authorize::authorize).post(oauth::authorize::authorize),
         )
         .route(TOKEN_PATH, axum::routing::post(oauth::token::token_post))
+        .route("/assets/style.css", get(assets::style_css))
+        .route(
+            "/signup",
+            get(pages::account::signup_get).post(pages::account::signup_post),
+        )
+        .route("/confirm", get(pages::account::confirm_get))
+        .route(
+            "/confirm/resend",
+            axum::routing::post(pages::account::confirm_resend_post),
+        )
+        .route(
+            "/login",
+            get(pages::account::login_get).post(pages::account::login_post),
+        )
+        .route("/logout", axum::routing::post(pages::account::logout_post))
+        .route(
+            "/profile",
+            get(pages::profile::profile_get).post(pages::profile::profile_post),
+        )
+        .route(
+            "/password/forgot",
+            get(pages::password::forgot_get).post(pages::password::forgot_post),
+        )
+        .route(
+            "/password/reset",
+            get(pages::password::reset_get).post(pages::password::reset_post),
+        )
         .fallback(error::not_found)
         .with_state(state);
 

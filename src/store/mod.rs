@@ -1,6 +1,12 @@
 //! The only place that talks to the database: the connection, migrations and,
 //! as capabilities land, one file of queries per concept.
 
+pub mod email_tokens;
+pub mod entities;
+pub mod login_throttle;
+pub mod sessions;
+pub mod users;
+
 use std::time::Duration;
 
 use migrations::{Migrator, MigratorTrait};
@@ -73,6 +79,14 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<Vec<String>, StoreError>
         .await
         .map_err(|e| StoreError::Migrate(e.to_string()))?;
     Ok(pending)
+}
+
+/// Whether an error is a unique-constraint violation (SQLite and PostgreSQL).
+pub fn is_unique_violation(error: &sea_orm::DbErr) -> bool {
+    matches!(
+        error.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
 }
 
 /// A round trip to the database (`SELECT 1`), for readiness.

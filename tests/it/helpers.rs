@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sea_orm::{ConnectionTrait, Database, Statement};
-use stepgate::clock::SystemClock;
+use stepgate::clock::{Clock, SystemClock};
 use stepgate::config::Settings;
 use stepgate::startup::Application;
 use tokio::sync::oneshot;
@@ -217,6 +217,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub settings: Settings,
     pub db: Arc<TestDatabase>,
+    pub clock: Arc<dyn Clock>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     // Last: removed after the server and the database are gone.
@@ -232,6 +233,11 @@ pub fn test_settings(dir: &Path, db: &TestDatabase) -> Settings {
         ..Settings::default()
     };
     settings.database.max_connections = 5;
+    settings.email.outbox_dir = dir.join("outbox");
+    // Cheaper argon2id than production, so the suite stays fast; the hashing
+    // path is the same.
+    settings.password.argon2_memory_kib = 4096;
+    settings.password.argon2_iterations = 1;
     settings
 }
 
@@ -241,22 +247,36 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 
 /// Spawns a server after `configure` adjusts its settings.
 pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_with_clock(backend, Arc::new(SystemClock), configure).await
+}
+
+/// Spawns a server on `clock` (a `FixedClock` for expiry and throttling tests).
+pub async fn spawn_app_with_clock(
+    backend: Backend,
+    clock: Arc<dyn Clock>,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
     let dir = TempDir::new();
     let db = backend.create_database(dir.path()).await;
     let mut settings = test_settings(dir.path(), &db);
     copy_template_keys(&settings.keys_dir);
     configure(&mut settings);
-    start(settings, Arc::new(db), Arc::new(dir)).await
+    start(settings, Arc::new(db), Arc::new(dir), clock).await
 }
 
-async fn start(mut settings: Settings, db: Arc<TestDatabase>, dir: Arc<TempDir>) -> TestApp {
+async fn start(
+    mut settings: Settings,
+    db: Arc<TestDatabase>,
+    dir: Arc<TempDir>,
+    clock: Arc<dyn Clock>,
+) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind port 0");
     let addr = listener.local_addr().expect("local addr");
     settings.listen = addr;
     settings.issuer = format!("http://{addr}");
-    let app = Application::build_with_listener(settings.clone(), listener, Arc::new(SystemClock))
+    let app = Application::build_with_listener(settings.clone(), listener, clock.clone())
         .await
         .expect("the test server starts");
     let (stop, stopped) = oneshot::channel();
@@ -269,6 +289,7 @@ async fn start(mut settings: Settings, db: Arc<TestDatabase>, dir: Arc<TempDir>)
         client: http_client(),
         settings,
         db,
+        clock,
         stop: Some(stop),
         server: Some(server),
         dir,
@@ -284,6 +305,45 @@ pub fn http_client() -> reqwest::Client {
 }
 
 impl TestApp {
+    pub fn browser(&self) -> crate::browser::Browser {
+        crate::browser::Browser::new(&self.address)
+    }
+
+    pub fn outbox(&self) -> PathBuf {
+        self.settings.email.outbox_dir.clone()
+    }
+
+    /// Creates a user through the CLI's code path, confirmed or not.
+    pub async fn create_user(&self, email: &str, password: &str, verified: bool) {
+        let config = write_config(self.dir.path(), &self.db, "");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_stepgate"))
+            .args([
+                "user",
+                "create",
+                "--email",
+                email,
+                "--name",
+                "Test User",
+                "--json",
+            ])
+            .args(verified.then_some("--verified"))
+            .args(["--config", config.to_str().unwrap()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run stepgate user create");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(password.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "user create: {}", stderr(&out));
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
@@ -313,7 +373,13 @@ impl TestApp {
     pub async fn restart(mut self) -> TestApp {
         self.stop().await;
         let settings = self.settings.clone();
-        start(settings, self.db.clone(), self.dir.clone()).await
+        start(
+            settings,
+            self.db.clone(),
+            self.dir.clone(),
+            self.clock.clone(),
+        )
+        .await
     }
 }
 
@@ -364,7 +430,7 @@ pub fn stderr(output: &Output) -> String {
 pub fn write_config(dir: &Path, db: &TestDatabase, extra: &str) -> PathBuf {
     let path = dir.join("stepgate.toml");
     let text = format!(
-        "database_url = {:?}\nkeys_dir = {:?}\n{extra}",
+        "database_url = {:?}\nkeys_dir = {:?}\n[password]\nargon2_memory_kib = 4096\nargon2_iterations = 1\n{extra}",
         db.url,
         dir.join("keys").display().to_string()
     );

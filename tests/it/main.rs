@@ -1,6 +1,9 @@
 //! One integration-test binary: real servers on port 0, real clients.
 
+mod browser;
 mod helpers;
+
+mod accounts;
 
 mod cli;
 mod discovery;

@@ -5,15 +5,19 @@
 //! RFC 6749 §4.1.2.1: with an unknown client the error is shown to the user,
 //! never redirected, since the redirect URI cannot be trusted.
 
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 
-use crate::http::error;
+use crate::http::pages;
+use crate::state::AppState;
 
-pub async fn authorize() -> Response {
-    error::page(
+pub async fn authorize(State(state): State<AppState>) -> Response {
+    pages::message(
+        &state,
         StatusCode::BAD_REQUEST,
         "Unknown application",
         "The application that sent you here is not registered with this sign-in service.",
+        None,
     )
 }

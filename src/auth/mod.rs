@@ -1,0 +1,5 @@
+//! Pure end-user authentication rules: no HTTP, no database.
+
+pub mod password;
+pub mod throttle;
+pub mod totp;

@@ -1,0 +1,214 @@
+//! The hosted pages: server-rendered HTML (askama: templates are checked at
+//! compile time, so a typo in a field name is a build error, not a 500), plain
+//! `<form method="post">` forms, no JavaScript. Field names follow PRODUCT.md's
+//! stable form contract.
+
+pub mod account;
+pub mod password;
+pub mod profile;
+
+use askama::Template;
+use axum::Form;
+use axum::extract::rejection::FormRejection;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+
+use crate::http::cookies;
+use crate::service::accounts::{self, AccountError};
+use crate::state::AppState;
+use crate::store::entities::{sessions::Model as Session, users::Model as User};
+
+/// What the layout needs on every page.
+pub struct Layout {
+    pub title: String,
+    pub product: String,
+}
+
+impl Layout {
+    pub fn new(state: &AppState, title: &str) -> Self {
+        Self {
+            title: title.to_owned(),
+            product: state.settings.ui.product_name.clone(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+pub struct MessagePage {
+    pub page: Layout,
+    pub message: String,
+    pub is_error: bool,
+    pub action: Option<(String, String)>,
+}
+
+/// Renders a template. Pages carry forms, tokens or personal data, so none
+/// is stored by caches (`no-store`).
+pub fn render(status: StatusCode, template: &impl Template) -> Response {
+    match template.render() {
+        Ok(html) => {
+            let mut response = (status, Html(html)).into_response();
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "template rendering failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
+/// A page with a title, one message, and optionally one link onwards.
+pub fn message(
+    state: &AppState,
+    status: StatusCode,
+    title: &str,
+    message: &str,
+    action: Option<(&str, &str)>,
+) -> Response {
+    render(
+        status,
+        &MessagePage {
+            page: Layout::new(state, title),
+            message: message.to_owned(),
+            is_error: status.is_client_error() || status.is_server_error(),
+            action: action.map(|(href, text)| (href.to_owned(), text.to_owned())),
+        },
+    )
+}
+
+/// Why a page request failed before its own logic could answer.
+#[derive(Debug)]
+pub enum PageError {
+    /// The form's CSRF token is missing or wrong: 403, nothing changed.
+    Csrf,
+    /// The body is not a readable form.
+    BadForm(String),
+    /// Anything unexpected: logged, shown as a generic 500 page.
+    Internal(String),
+}
+
+impl From<AccountError> for PageError {
+    fn from(e: AccountError) -> Self {
+        PageError::Internal(e.to_string())
+    }
+}
+
+impl PageError {
+    pub fn into_page(self, state: &AppState) -> Response {
+        match self {
+            PageError::Csrf => message(
+                state,
+                StatusCode::FORBIDDEN,
+                "This form has expired",
+                "For your security the form could not be accepted (its security token is missing or out of date). Nothing was changed. Go back, reload the page and try again.",
+                None,
+            ),
+            PageError::BadForm(reason) => {
+                tracing::debug!(%reason, "unreadable form");
+                message(
+                    state,
+                    StatusCode::BAD_REQUEST,
+                    "The form could not be read",
+                    "The submitted form was not in the expected format. Nothing was changed. Go back, reload the page and try again.",
+                    None,
+                )
+            }
+            PageError::Internal(reason) => {
+                tracing::error!(%reason, "page failed");
+                message(
+                    state,
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong",
+                    "We could not complete your request. Please try again in a moment.",
+                    None,
+                )
+            }
+        }
+    }
+}
+
+/// Turns a handler's result into the answer, rendering errors as pages.
+pub fn respond(state: &AppState, result: Result<Response, PageError>) -> Response {
+    result.unwrap_or_else(|e| e.into_page(state))
+}
+
+pub type FormInput<T> = Result<Form<T>, FormRejection>;
+
+/// A posted form, its CSRF token checked first: a form with a missing or
+/// wrong token is refused before anything else is read from it.
+pub fn checked_form<T: HasCsrf>(
+    state: &AppState,
+    headers: &HeaderMap,
+    input: FormInput<T>,
+) -> Result<T, PageError> {
+    let Form(form) = input.map_err(|e| PageError::BadForm(e.body_text()))?;
+    if !crate::http::csrf::check(state, headers, form.csrf_token()) {
+        return Err(PageError::Csrf);
+    }
+    Ok(form)
+}
+
+/// Declares a form struct whose fields are all optional strings (a missing
+/// field reads as empty, so validation, not the parser, answers), plus its
+/// `csrf_token`.
+macro_rules! csrf_form {
+    ($name:ident { $($field:ident),* $(,)? }) => {
+        #[derive(Debug, ::serde::Deserialize)]
+        pub struct $name {
+            #[serde(default)]
+            pub csrf_token: Option<String>,
+            $(#[serde(default)] pub $field: String,)*
+        }
+        impl $crate::http::pages::HasCsrf for $name {
+            fn csrf_token(&self) -> Option<&str> {
+                self.csrf_token.as_deref()
+            }
+        }
+    };
+}
+pub(crate) use csrf_form;
+
+/// Forms that carry `csrf_token`.
+pub trait HasCsrf {
+    fn csrf_token(&self) -> Option<&str>;
+}
+
+/// The signed-in session behind the request's cookie, if live.
+pub struct SignedIn {
+    pub session: Session,
+    pub user: User,
+    pub token: String,
+}
+
+pub async fn signed_in(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<SignedIn>, PageError> {
+    let name = cookies::name(cookies::SESSION, state.https());
+    let Some(token) = cookies::get(headers, &name) else {
+        return Ok(None);
+    };
+    Ok(accounts::current_session(state, &token)
+        .await?
+        .map(|(session, user)| SignedIn {
+            session,
+            user,
+            token,
+        }))
+}
+
+/// 303 to `to` (POST → GET, RFC 9110 §15.4.4).
+pub fn see_other(to: &str) -> Response {
+    Redirect::to(to).into_response()
+}
+
+/// Adds a `Set-Cookie` to a response.
+pub fn with_cookie(mut response: Response, cookie: Option<HeaderValue>) -> Response {
+    if let Some(cookie) = cookie {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}

@@ -1,0 +1,547 @@
+//! Accounts: sign-up and email confirmation, sign-in with throttling,
+//! sessions, profile, password reset. Every answer that could tell whether an
+//! email is registered is the same either way.
+
+use crate::auth::password::{PasswordRuleError, check_password_rules};
+use crate::auth::throttle::ThrottlePolicy;
+use crate::crypto::{random_token, sha256_hex};
+use crate::email::OutgoingEmail;
+use crate::state::AppState;
+use crate::store::email_tokens::{self, Purpose, Unusable};
+use crate::store::entities::sessions::Model as Session;
+use crate::store::entities::users::Model as User;
+use crate::store::users::{CreateUserError, NewUser};
+use crate::store::{login_throttle, sessions, users};
+
+/// Longest display name accepted.
+pub const MAX_NAME_CHARS: usize = 100;
+/// RFC 5321 §4.5.3.1.3: a path is at most 256 octets, so an address at most 254.
+pub const MAX_EMAIL_CHARS: usize = 254;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("database: {0}")]
+    Db(#[from] sea_orm::DbErr),
+}
+
+/// What is wrong with a sign-up or profile form, field by field.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FieldErrors {
+    pub email: Option<String>,
+    pub password: Option<String>,
+    pub name: Option<String>,
+}
+
+impl FieldErrors {
+    pub fn is_empty(&self) -> bool {
+        self.email.is_none() && self.password.is_none() && self.name.is_none()
+    }
+}
+
+pub fn check_email(email: &str) -> Option<String> {
+    let email = email.trim();
+    if email.is_empty() {
+        return Some("Enter your email address.".into());
+    }
+    if email.chars().count() > MAX_EMAIL_CHARS || email.parse::<lettre::Address>().is_err() {
+        return Some("Enter an email address like name@example.com.".into());
+    }
+    None
+}
+
+pub fn check_name(name: &str) -> Option<String> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Some("Enter your name.".into());
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Some(format!("Use at most {MAX_NAME_CHARS} characters."));
+    }
+    if name.chars().any(char::is_control) {
+        return Some("Use letters, digits, spaces and punctuation only.".into());
+    }
+    None
+}
+
+fn password_error(error: PasswordRuleError) -> String {
+    error.to_string()
+}
+
+fn now(state: &AppState) -> i64 {
+    state.clock.now().timestamp()
+}
+
+fn link(state: &AppState, path: &str, token: &str) -> String {
+    format!("{}{path}?token={token}", state.settings.issuer)
+}
+
+async fn send(state: &AppState, to: &str, subject: String, text: String) {
+    let email = OutgoingEmail {
+        to: to.to_owned(),
+        subject,
+        text,
+    };
+    if let Err(e) = state.mailer.send(email).await {
+        // The link stays valid; the person can ask for a new email.
+        tracing::error!(error = %e, "could not send an email");
+    }
+}
+
+/// Creates a single-use link token; only its hash is stored.
+async fn issue_link(
+    state: &AppState,
+    user_id: &str,
+    purpose: Purpose,
+    ttl_secs: u64,
+) -> Result<String, AccountError> {
+    let token = random_token();
+    let now = now(state);
+    email_tokens::create(
+        &state.db,
+        &sha256_hex(&token),
+        user_id,
+        purpose,
+        now,
+        now.saturating_add(ttl_secs as i64),
+    )
+    .await?;
+    Ok(token)
+}
+
+async fn send_confirmation(state: &AppState, user: &User) -> Result<(), AccountError> {
+    let token = issue_link(
+        state,
+        &user.id,
+        Purpose::Confirm,
+        state.settings.account.confirm_ttl_secs,
+    )
+    .await?;
+    let product = &state.settings.ui.product_name;
+    let hours = state.settings.account.confirm_ttl_secs / 3600;
+    send(
+        state,
+        &user.email,
+        format!("Confirm your email address for {product}"),
+        format!(
+            "Hello {name},\n\nConfirm your email address to finish creating your {product} account:\n\n{url}\n\nThe link works once and expires in {hours} hours. If you did not sign up, ignore this email.\n",
+            name = user.name,
+            url = link(state, "/confirm", &token),
+        ),
+    )
+    .await;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- sign-up
+
+/// Signs a person up. A registered email gets the same outcome as a new one;
+/// its owner receives an email saying someone tried, instead of a new account.
+pub async fn signup(
+    state: &AppState,
+    email: &str,
+    password: &str,
+    name: &str,
+) -> Result<Result<(), FieldErrors>, AccountError> {
+    let errors = FieldErrors {
+        email: check_email(email),
+        password: check_password_rules(password, &state.settings.password)
+            .err()
+            .map(password_error),
+        name: check_name(name),
+    };
+    if !errors.is_empty() {
+        return Ok(Err(errors));
+    }
+    // Hash in every case, so a registered email takes as long as a new one.
+    let hash = state.hasher.hash(password.to_owned()).await;
+    let created = users::create(
+        &state.db,
+        NewUser {
+            email,
+            name,
+            password_hash: &hash,
+            email_verified: false,
+        },
+        now(state),
+    )
+    .await;
+    match created {
+        Ok(user) => send_confirmation(state, &user).await?,
+        Err(CreateUserError::EmailTaken) => {
+            if let Some(owner) = users::find_by_email(&state.db, email).await? {
+                let product = &state.settings.ui.product_name;
+                send(
+                    state,
+                    &owner.email,
+                    format!("Someone tried to sign up to {product} with your email"),
+                    format!(
+                        "Hello {name},\n\nSomeone (maybe you) tried to create a {product} account with this email address, which already has one. You can sign in at {issuer}/login, or reset your password at {issuer}/password/forgot.\n\nIf it was not you, you can ignore this email: nothing has changed.\n",
+                        name = owner.name,
+                        issuer = state.settings.issuer,
+                    ),
+                )
+                .await;
+            }
+        }
+        Err(CreateUserError::Db(e)) => return Err(e.into()),
+    }
+    Ok(Ok(()))
+}
+
+/// Why a link from an email did not work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkError {
+    Invalid,
+    Used,
+    Expired,
+}
+
+impl From<Unusable> for LinkError {
+    fn from(u: Unusable) -> Self {
+        match u {
+            Unusable::Unknown => LinkError::Invalid,
+            Unusable::Used => LinkError::Used,
+            Unusable::Expired => LinkError::Expired,
+        }
+    }
+}
+
+/// Consumes a confirmation link and marks the email verified.
+pub async fn confirm_email(
+    state: &AppState,
+    token: &str,
+) -> Result<Result<(), LinkError>, AccountError> {
+    let now = now(state);
+    match email_tokens::consume(&state.db, &sha256_hex(token), Purpose::Confirm, now).await? {
+        Ok(user_id) => {
+            users::set_email_verified(&state.db, &user_id, now).await?;
+            Ok(Ok(()))
+        }
+        Err(e) => Ok(Err(e.into())),
+    }
+}
+
+/// Sends a new confirmation link if the email belongs to an unconfirmed
+/// account; the caller answers the same either way.
+pub async fn resend_confirmation(state: &AppState, email: &str) -> Result<(), AccountError> {
+    if check_email(email).is_some() {
+        return Ok(());
+    }
+    if let Some(user) = users::find_by_email(&state.db, email).await?
+        && !user.email_verified
+        && !user.disabled
+    {
+        send_confirmation(state, &user).await?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- sign-in
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginError {
+    /// Wrong email or password: one answer for both.
+    Invalid,
+    /// Too many failures; seconds until the next attempt is accepted.
+    Locked { retry_after_secs: u64 },
+    /// Right password, email not confirmed yet.
+    Unconfirmed,
+    /// Right password, account disabled by an operator.
+    Disabled,
+}
+
+/// A new session: the raw cookie value (shown once, to the browser) and what
+/// the session records.
+pub struct NewSession {
+    pub token: String,
+    pub user: User,
+}
+
+fn throttle_policy(state: &AppState) -> ThrottlePolicy {
+    let s = &state.settings.login;
+    ThrottlePolicy {
+        free_failures: s.free_failures,
+        base_delay_secs: s.base_delay_secs,
+        max_delay_secs: s.max_delay_secs,
+    }
+}
+
+/// The throttle row's key: an HMAC of the normalized email, so the table
+/// holds no addresses (and counts unknown emails exactly like known ones).
+fn throttle_key(state: &AppState, email: &str) -> String {
+    state
+        .throttle_key
+        .sign(users::normalize_email(email).as_bytes())
+}
+
+/// Checks email and password. Failures are counted per email in the
+/// database (shared by all nodes); past `login.free_failures` each failure
+/// locks the email for a doubling delay. Unknown emails are counted and
+/// delayed the same way and cost the same argon2 time.
+pub async fn login(
+    state: &AppState,
+    email: &str,
+    password: &str,
+) -> Result<Result<NewSession, LoginError>, AccountError> {
+    let now = now(state);
+    let key = throttle_key(state, email);
+    if let Some(row) = login_throttle::get(&state.db, &key).await?
+        && let Some(until) = row.locked_until
+        && until > now
+    {
+        return Ok(Err(LoginError::Locked {
+            retry_after_secs: (until - now) as u64,
+        }));
+    }
+
+    let user = if check_email(email).is_none() {
+        users::find_by_email(&state.db, email).await?
+    } else {
+        None
+    };
+    let verified = match &user {
+        Some(user) => {
+            state
+                .hasher
+                .verify(password.to_owned(), user.password_hash.clone())
+                .await
+        }
+        None => state.hasher.verify_dummy(password.to_owned()).await,
+    };
+    let Some(user) = user.filter(|_| verified) else {
+        let failures = login_throttle::record_failure(&state.db, &key, now).await?;
+        if let Some(delay) = throttle_policy(state).delay_after(failures) {
+            login_throttle::lock_until(&state.db, &key, now + delay as i64).await?;
+            tracing::warn!(
+                failures,
+                delay_secs = delay,
+                "sign-in locked after repeated failures"
+            );
+            return Ok(Err(LoginError::Locked {
+                retry_after_secs: delay,
+            }));
+        }
+        return Ok(Err(LoginError::Invalid));
+    };
+    login_throttle::clear(&state.db, &key).await?;
+    if user.disabled {
+        return Ok(Err(LoginError::Disabled));
+    }
+    if !user.email_verified {
+        return Ok(Err(LoginError::Unconfirmed));
+    }
+    let token = start_session(state, &user.id).await?;
+    tracing::info!(user_id = %user.id, "signed in");
+    Ok(Ok(NewSession { token, user }))
+}
+
+/// Creates a server-side session with a fresh 256-bit id (a new one at every
+/// sign-in, so a planted cookie is never promoted: session fixation).
+pub async fn start_session(state: &AppState, user_id: &str) -> Result<String, AccountError> {
+    let token = random_token();
+    let now = now(state);
+    sessions::create(
+        &state.db,
+        sessions::NewSession {
+            id_hash: &sha256_hex(&token),
+            user_id,
+            now,
+            expires_at: now.saturating_add(state.settings.session.absolute_timeout_secs as i64),
+            pwd_at: now,
+        },
+    )
+    .await?;
+    Ok(token)
+}
+
+/// Seconds between writes of `last_seen_at`: idle expiry needs no finer
+/// resolution, and most requests then stay read-only.
+const TOUCH_EVERY_SECS: i64 = 60;
+
+/// The live session behind a cookie value, with its user; `None` when the
+/// session is unknown, expired, idle too long, or its user is disabled.
+pub async fn current_session(
+    state: &AppState,
+    token: &str,
+) -> Result<Option<(Session, User)>, AccountError> {
+    let now = now(state);
+    let idle_cutoff = now - state.settings.session.idle_timeout_secs as i64;
+    let id_hash = sha256_hex(token);
+    let Some(session) = sessions::find_live(&state.db, &id_hash, now, idle_cutoff).await? else {
+        return Ok(None);
+    };
+    let Some(user) = users::find_by_id(&state.db, &session.user_id).await? else {
+        return Ok(None);
+    };
+    if user.disabled {
+        return Ok(None);
+    }
+    if now - session.last_seen_at >= TOUCH_EVERY_SECS {
+        sessions::touch(&state.db, &id_hash, now).await?;
+    }
+    Ok(Some((session, user)))
+}
+
+/// Ends a session server-side: the cookie is worthless afterwards.
+pub async fn end_session(state: &AppState, token: &str) -> Result<(), AccountError> {
+    sessions::delete(&state.db, &sha256_hex(token)).await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- profile
+
+pub async fn update_name(
+    state: &AppState,
+    user_id: &str,
+    name: &str,
+) -> Result<Result<(), String>, AccountError> {
+    if let Some(error) = check_name(name) {
+        return Ok(Err(error));
+    }
+    users::set_name(&state.db, user_id, name, now(state)).await?;
+    Ok(Ok(()))
+}
+
+// ---------------------------------------------------------------- password reset
+
+/// Emails a reset link when the address belongs to an active account; the
+/// caller answers the same either way. A new link retires older ones.
+pub async fn request_password_reset(state: &AppState, email: &str) -> Result<(), AccountError> {
+    if check_email(email).is_some() {
+        return Ok(());
+    }
+    let Some(user) = users::find_by_email(&state.db, email).await? else {
+        return Ok(());
+    };
+    if user.disabled {
+        return Ok(());
+    }
+    email_tokens::retire_for_user(&state.db, &user.id, Purpose::Reset, now(state)).await?;
+    let ttl = state.settings.account.reset_ttl_secs;
+    let token = issue_link(state, &user.id, Purpose::Reset, ttl).await?;
+    let product = &state.settings.ui.product_name;
+    send(
+        state,
+        &user.email,
+        format!("Reset your {product} password"),
+        format!(
+            "Hello {name},\n\nTo choose a new password for your {product} account, open:\n\n{url}\n\nThe link works once and expires in {minutes} minutes. If you did not ask for this, ignore this email: your password has not changed.\n",
+            name = user.name,
+            url = link(state, "/password/reset", &token),
+            minutes = ttl / 60,
+        ),
+    )
+    .await;
+    Ok(())
+}
+
+/// Whether a reset link can still be used (to decide whether to show the form).
+pub async fn check_reset_link(
+    state: &AppState,
+    token: &str,
+) -> Result<Result<(), LinkError>, AccountError> {
+    let found =
+        email_tokens::peek(&state.db, &sha256_hex(token), Purpose::Reset, now(state)).await?;
+    Ok(found.map(|_| ()).map_err(LinkError::from))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResetError {
+    Link(LinkError),
+    Password(String),
+}
+
+/// Sets a new password from a reset link: the link is consumed atomically,
+/// every session of the user ends, the throttle is cleared, and the email
+/// counts as confirmed (the link proved it).
+pub async fn reset_password(
+    state: &AppState,
+    token: &str,
+    password: &str,
+) -> Result<Result<(), ResetError>, AccountError> {
+    if let Err(e) = check_password_rules(password, &state.settings.password) {
+        // Checked first, so a rule error does not use the link up.
+        return Ok(Err(ResetError::Password(password_error(e))));
+    }
+    let now = now(state);
+    let user_id =
+        match email_tokens::consume(&state.db, &sha256_hex(token), Purpose::Reset, now).await? {
+            Ok(user_id) => user_id,
+            Err(e) => return Ok(Err(ResetError::Link(e.into()))),
+        };
+    let hash = state.hasher.hash(password.to_owned()).await;
+    users::set_password_hash(&state.db, &user_id, &hash, now).await?;
+    users::set_email_verified(&state.db, &user_id, now).await?;
+    let ended = sessions::delete_for_user(&state.db, &user_id).await?;
+    if let Some(user) = users::find_by_id(&state.db, &user_id).await? {
+        login_throttle::clear(&state.db, &throttle_key(state, &user.email)).await?;
+    }
+    tracing::info!(%user_id, sessions_ended = ended, "password reset");
+    Ok(Ok(()))
+}
+
+// ---------------------------------------------------------------- operators
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateByOperatorError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    #[error(transparent)]
+    Account(#[from] AccountError),
+}
+
+/// `stepgate user create`: an operator may learn that an email is taken.
+pub async fn create_by_operator(
+    state: &AppState,
+    email: &str,
+    name: &str,
+    password: &str,
+    verified: bool,
+) -> Result<User, CreateByOperatorError> {
+    let invalid = |field: &str, message: String| {
+        CreateByOperatorError::Invalid(format!("{field}: {message}"))
+    };
+    if let Some(e) = check_email(email) {
+        return Err(invalid("email", e));
+    }
+    if let Some(e) = check_name(name) {
+        return Err(invalid("name", e));
+    }
+    if let Err(e) = check_password_rules(password, &state.settings.password) {
+        return Err(invalid("password", password_error(e)));
+    }
+    let hash = state.hasher.hash(password.to_owned()).await;
+    users::create(
+        &state.db,
+        NewUser {
+            email,
+            name,
+            password_hash: &hash,
+            email_verified: verified,
+        },
+        now(state),
+    )
+    .await
+    .map_err(|e| match e {
+        CreateUserError::EmailTaken => CreateByOperatorError::EmailTaken,
+        CreateUserError::Db(e) => CreateByOperatorError::Account(e.into()),
+    })
+}
+
+/// Disables or enables an account; disabling also ends its sessions.
+pub async fn set_disabled(
+    state: &AppState,
+    email: &str,
+    disabled: bool,
+) -> Result<Option<User>, AccountError> {
+    let Some(user) = users::find_by_email(&state.db, email).await? else {
+        return Ok(None);
+    };
+    users::set_disabled(&state.db, &user.id, disabled, now(state)).await?;
+    if disabled {
+        sessions::delete_for_user(&state.db, &user.id).await?;
+    }
+    Ok(users::find_by_id(&state.db, &user.id).await?)
+}

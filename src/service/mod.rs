@@ -1,0 +1,5 @@
+//! Orchestration: protocol and authentication rules + the store + the clock.
+//! No HTTP types here.
+
+pub mod accounts;
+pub mod password;
