@@ -44,6 +44,7 @@ pub struct Settings {
     pub session: SessionSettings,
     pub login: LoginSettings,
     pub account: AccountSettings,
+    pub totp: TotpSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -184,6 +185,50 @@ pub struct AccountSettings {
     pub reset_ttl_secs: u64,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TotpSettings {
+    /// `SHA1`, `SHA256` or `SHA512`. Default `SHA1` (what Google Authenticator reads).
+    pub algorithm: crate::auth::totp::TotpAlgorithm,
+    /// Digits per code, 6 to 8. Default `6`.
+    pub digits: u8,
+    /// Seconds per code. Default `30`.
+    pub period_secs: u64,
+    /// Codes accepted either side of the current one, for clock drift. Default `1`.
+    pub skew: u16,
+    /// Consecutive wrong codes allowed before delays start. Default `5`.
+    pub free_failures: u32,
+    /// The first delay, in seconds; each further failure doubles it. Default `60`.
+    pub base_delay_secs: u64,
+    /// The longest lockout, in seconds. Default `900`.
+    pub max_delay_secs: u64,
+}
+
+impl Default for TotpSettings {
+    fn default() -> Self {
+        Self {
+            algorithm: crate::auth::totp::TotpAlgorithm::SHA1,
+            digits: 6,
+            period_secs: 30,
+            skew: 1,
+            free_failures: 5,
+            base_delay_secs: 60,
+            max_delay_secs: 900,
+        }
+    }
+}
+
+impl TotpSettings {
+    pub fn params(&self) -> crate::auth::totp::TotpParams {
+        crate::auth::totp::TotpParams {
+            algorithm: self.algorithm,
+            digits: self.digits,
+            period_secs: self.period_secs,
+            skew: self.skew,
+        }
+    }
+}
+
 impl Default for UiSettings {
     fn default() -> Self {
         Self {
@@ -265,6 +310,7 @@ impl Default for Settings {
             session: SessionSettings::default(),
             login: LoginSettings::default(),
             account: AccountSettings::default(),
+            totp: TotpSettings::default(),
         }
     }
 }
@@ -397,6 +443,31 @@ impl Settings {
                 "key `email.from`: not an email address (got {:?})",
                 self.email.from
             )));
+        }
+        if !(6..=8).contains(&self.totp.digits) {
+            return Err(ConfigError::Invalid(
+                "key `totp.digits`: must be 6, 7 or 8 (RFC 4226 §5.3)".into(),
+            ));
+        }
+        if !(15..=300).contains(&self.totp.period_secs) {
+            return Err(ConfigError::Invalid(
+                "key `totp.period_secs`: must be between 15 and 300".into(),
+            ));
+        }
+        if self.totp.skew > 3 {
+            return Err(ConfigError::Invalid(
+                "key `totp.skew`: at most 3 (RFC 6238 §5.2 recommends 1)".into(),
+            ));
+        }
+        if self.totp.free_failures > 20 || self.login.free_failures > 20 {
+            return Err(ConfigError::Invalid(
+                "key `totp.free_failures` / `login.free_failures`: at most 20, so throttling starts well under NIST SP 800-63B's 100".into(),
+            ));
+        }
+        if self.totp.base_delay_secs == 0 || self.login.base_delay_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "key `totp.base_delay_secs` / `login.base_delay_secs`: must be positive".into(),
+            ));
         }
         if self.ui.product_name.trim().is_empty() {
             return Err(ConfigError::Invalid(

@@ -11,7 +11,7 @@ use serde_json::json;
 use stepgate::clock::SystemClock;
 use stepgate::config::Settings;
 use stepgate::keys::KeyStore;
-use stepgate::service::accounts;
+use stepgate::service::{accounts, totp};
 use stepgate::startup::Application;
 use stepgate::state::AppState;
 use stepgate::store::entities::users::Model as User;
@@ -83,6 +83,15 @@ enum UserCommand {
     },
     /// Enable a disabled account.
     Enable {
+        email: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Turn off two-factor authentication for a user who lost their phone
+    /// and recovery codes: removes the credential and recovery codes, clears
+    /// the lockout, ends their sessions and emails them.
+    #[command(name = "reset-2fa")]
+    Reset2fa {
         email: String,
         #[arg(long)]
         json: bool,
@@ -212,6 +221,19 @@ async fn user(command: UserCommand, settings: Settings) -> anyhow::Result<()> {
                     }
                     println!("{}  {}  {}  {}", u.id, u.email, u.name, flags.join(","));
                 }
+            }
+        }
+        UserCommand::Reset2fa { email, json } => {
+            let Some(user) = totp::reset_by_operator(&state, &email).await? else {
+                anyhow::bail!("no account with the email {email}");
+            };
+            if json {
+                print_json(&user_json(&user));
+            } else {
+                println!(
+                    "Two-factor authentication reset for {} <{}>; their sessions have ended.",
+                    user.name, user.email
+                );
             }
         }
         UserCommand::Disable { email, json } | UserCommand::Enable { email, json } => {

@@ -7,11 +7,15 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_accounts;
+mod m20261128_000002_totp_audit;
 
 pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261128_000001_accounts::Migration)]
+        vec![
+            Box::new(m20261128_000001_accounts::Migration),
+            Box::new(m20261128_000002_totp_audit::Migration),
+        ]
     }
 }

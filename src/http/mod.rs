@@ -1,6 +1,7 @@
 //! The HTTP surface: the one route table, and the layers every request passes.
 
 pub mod assets;
+pub mod client_ip;
 pub mod cookies;
 pub mod csrf;
 pub mod discovery;
@@ -64,6 +65,22 @@ pub fn router(state: AppState) -> Router {
             get(pages::account::login_get).post(pages::account::login_post),
         )
         .route("/logout", axum::routing::post(pages::account::logout_post))
+        .route(
+            "/login/2fa",
+            get(pages::two_factor::login_2fa_get).post(pages::two_factor::login_2fa_post),
+        )
+        .route(
+            "/profile/2fa/activate",
+            get(pages::two_factor::activate_get).post(pages::two_factor::activate_post),
+        )
+        .route(
+            "/profile/2fa/recovery-codes",
+            axum::routing::post(pages::two_factor::recovery_codes_post),
+        )
+        .route(
+            "/profile/2fa/deactivate",
+            axum::routing::post(pages::two_factor::deactivate_post),
+        )
         .route(
             "/profile",
             get(pages::profile::profile_get).post(pages::profile::profile_post),

@@ -257,7 +257,7 @@ pub struct NewSession {
     pub user: User,
 }
 
-fn throttle_policy(state: &AppState) -> ThrottlePolicy {
+pub(crate) fn throttle_policy(state: &AppState) -> ThrottlePolicy {
     let s = &state.settings.login;
     ThrottlePolicy {
         free_failures: s.free_failures,
@@ -268,7 +268,7 @@ fn throttle_policy(state: &AppState) -> ThrottlePolicy {
 
 /// The throttle row's key: an HMAC of the normalized email, so the table
 /// holds no addresses (and counts unknown emails exactly like known ones).
-fn throttle_key(state: &AppState, email: &str) -> String {
+pub(crate) fn throttle_key(state: &AppState, email: &str) -> String {
     state
         .throttle_key
         .sign(users::normalize_email(email).as_bytes())
@@ -348,9 +348,36 @@ pub async fn start_session(state: &AppState, user_id: &str) -> Result<String, Ac
             now,
             expires_at: now.saturating_add(state.settings.session.absolute_timeout_secs as i64),
             pwd_at: now,
+            otp_at: None,
         },
     )
     .await?;
+    Ok(token)
+}
+
+/// Records a passed second factor on a session. The session gets a new id
+/// (OWASP: renew the id when privileges change), keeps its password time and
+/// absolute expiry, and the old id stops working. Returns the new cookie value.
+pub async fn add_second_factor(
+    state: &AppState,
+    old_token: &str,
+    session: &Session,
+) -> Result<String, AccountError> {
+    let token = random_token();
+    let now = now(state);
+    sessions::create(
+        &state.db,
+        sessions::NewSession {
+            id_hash: &sha256_hex(&token),
+            user_id: &session.user_id,
+            now,
+            expires_at: session.expires_at,
+            pwd_at: session.pwd_at,
+            otp_at: Some(now),
+        },
+    )
+    .await?;
+    sessions::delete(&state.db, &sha256_hex(old_token)).await?;
     Ok(token)
 }
 

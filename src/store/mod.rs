@@ -1,10 +1,13 @@
 //! The only place that talks to the database: the connection, migrations and,
 //! as capabilities land, one file of queries per concept.
 
+pub mod audit;
 pub mod email_tokens;
 pub mod entities;
 pub mod login_throttle;
+pub mod recovery_codes;
 pub mod sessions;
+pub mod totp;
 pub mod users;
 
 use std::time::Duration;

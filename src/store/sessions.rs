@@ -13,6 +13,7 @@ pub struct NewSession<'a> {
     pub now: i64,
     pub expires_at: i64,
     pub pwd_at: i64,
+    pub otp_at: Option<i64>,
 }
 
 pub async fn create(db: &DatabaseConnection, new: NewSession<'_>) -> Result<(), sea_orm::DbErr> {
@@ -23,7 +24,7 @@ pub async fn create(db: &DatabaseConnection, new: NewSession<'_>) -> Result<(), 
         last_seen_at: Set(new.now),
         expires_at: Set(new.expires_at),
         pwd_at: Set(new.pwd_at),
-        otp_at: Set(None),
+        otp_at: Set(new.otp_at),
     }
     .insert(db)
     .await

@@ -180,6 +180,42 @@ impl Page {
     pub fn contains(&self, text: &str) -> bool {
         self.html.contains(text)
     }
+
+    /// The text inside the element with `id="ID"` (its first text run).
+    pub fn element_text(&self, id: &str) -> Option<String> {
+        let start = self.html.find(&format!("id=\"{id}\""))?;
+        let after = &self.html[start..];
+        let open = after.find('>')? + 1;
+        let close = after[open..].find('<')?;
+        Some(unescape(after[open..open + close].trim()))
+    }
+
+    /// The texts of the `<li>` items inside the element with `id="ID"`.
+    pub fn list_items(&self, id: &str) -> Vec<String> {
+        let Some(start) = self.html.find(&format!("id=\"{id}\"")) else {
+            return Vec::new();
+        };
+        let after = &self.html[start..];
+        let end = after
+            .find("</ul>")
+            .or_else(|| after.find("</ol>"))
+            .unwrap_or(after.len());
+        after[..end]
+            .split("<li>")
+            .skip(1)
+            .map(|item| {
+                let text: String = strip_tags(item.split("</li>").next().unwrap_or(""));
+                unescape(text.trim())
+            })
+            .collect()
+    }
+
+    /// The `href` of the first link whose text is `text`.
+    pub fn link(&self, text: &str) -> Option<String> {
+        let end = self.html.find(&format!(">{text}</a>"))?;
+        let start = self.html[..end].rfind("<a ")?;
+        attributes(&self.html[start + 2..end]).get("href").cloned()
+    }
 }
 
 /// The opening tags starting with `prefix` inside `markup`, without the prefix.
@@ -210,6 +246,20 @@ fn attributes(tag: &str) -> BTreeMap<String, String> {
         let Some(value_end) = value_end else { break };
         out.insert(name, unescape(&rest[value_start..value_end]));
         rest = &rest[value_end + 1..];
+    }
+    out
+}
+
+fn strip_tags(html: &str) -> String {
+    let mut out = String::new();
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
     }
     out
 }

@@ -369,6 +369,18 @@ impl TestApp {
         }
     }
 
+    /// Starts a second server on the same database, keys and clock: another
+    /// node of the same site.
+    pub async fn spawn_sibling(&self) -> TestApp {
+        start(
+            self.settings.clone(),
+            self.db.clone(),
+            self.dir.clone(),
+            self.clock.clone(),
+        )
+        .await
+    }
+
     /// Stops this server and starts a new one on the same database and keys.
     pub async fn restart(mut self) -> TestApp {
         self.stop().await;

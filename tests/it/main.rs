@@ -10,3 +10,4 @@ mod discovery;
 mod email;
 mod health;
 mod keys;
+mod two_factor;

@@ -7,12 +7,13 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::{
-    FormInput, Layout, checked_form, csrf_form, message, render, respond, see_other, signed_in,
-    with_cookie,
+    FormInput, Layout, Visitor, checked_form, csrf_form, message, render, respond, see_other,
+    session_cookie, visitor, with_cookie,
 };
 use crate::http::cookies;
 use crate::http::csrf::Csrf;
 use crate::service::accounts::{self, FieldErrors, LinkError, LoginError};
+use crate::service::totp;
 use crate::state::AppState;
 
 csrf_form!(SignupForm {
@@ -233,8 +234,10 @@ pub async fn login_get(
     query: Result<Query<LoginQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let result = async {
-        if signed_in(&state, &headers).await?.is_some() {
-            return Ok(see_other("/profile"));
+        match visitor(&state, &headers).await? {
+            Visitor::SignedIn(_) => return Ok(see_other("/profile")),
+            Visitor::NeedsSecondFactor(_) => return Ok(see_other("/login/2fa")),
+            Visitor::Anonymous => {}
         }
         let query = query.ok().map(|Query(q)| q);
         let notice = match &query {
@@ -276,14 +279,14 @@ pub async fn login_post(
         let form = checked_form(&state, &headers, form)?;
         Ok(match accounts::login(&state, &form.email, &form.password).await? {
             Ok(session) => {
-                let secure = state.https();
-                let cookie = cookies::set(
-                    &cookies::name(cookies::SESSION, secure),
-                    &session.token,
-                    Some(state.settings.session.absolute_timeout_secs),
-                    secure,
-                );
-                with_cookie(see_other("/profile"), Some(cookie))
+                // With 2FA on, this session has only the password so far;
+                // the code prompt completes it (and gives it a new id).
+                let next = if totp::is_enabled(&state, &session.user.id).await? {
+                    "/login/2fa"
+                } else {
+                    "/profile"
+                };
+                with_cookie(see_other(next), Some(session_cookie(&state, &session.token)))
             }
             Err(LoginError::Invalid) => login_page(
                 &state,

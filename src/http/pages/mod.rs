@@ -6,6 +6,7 @@
 pub mod account;
 pub mod password;
 pub mod profile;
+pub mod two_factor;
 
 use askama::Template;
 use axum::Form;
@@ -15,6 +16,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 
 use crate::http::cookies;
 use crate::service::accounts::{self, AccountError};
+use crate::service::totp;
 use crate::state::AppState;
 use crate::store::entities::{sessions::Model as Session, users::Model as User};
 
@@ -183,21 +185,57 @@ pub struct SignedIn {
     pub token: String,
 }
 
-pub async fn signed_in(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> Result<Option<SignedIn>, PageError> {
+/// Who is behind a request.
+pub enum Visitor {
+    Anonymous,
+    /// Passed the password; the account has 2FA and the code is still owed.
+    NeedsSecondFactor(SignedIn),
+    SignedIn(SignedIn),
+}
+
+pub async fn visitor(state: &AppState, headers: &HeaderMap) -> Result<Visitor, PageError> {
     let name = cookies::name(cookies::SESSION, state.https());
     let Some(token) = cookies::get(headers, &name) else {
-        return Ok(None);
+        return Ok(Visitor::Anonymous);
     };
-    Ok(accounts::current_session(state, &token)
-        .await?
-        .map(|(session, user)| SignedIn {
-            session,
-            user,
-            token,
-        }))
+    let Some((session, user)) = accounts::current_session(state, &token).await? else {
+        return Ok(Visitor::Anonymous);
+    };
+    let needs_otp = session.otp_at.is_none() && totp::is_enabled(state, &user.id).await?;
+    let who = SignedIn {
+        session,
+        user,
+        token,
+    };
+    Ok(if needs_otp {
+        Visitor::NeedsSecondFactor(who)
+    } else {
+        Visitor::SignedIn(who)
+    })
+}
+
+/// The fully signed-in user, or where to send the browser instead: to the
+/// code prompt when the second factor is owed, else to sign-in.
+pub async fn require_signed_in(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Result<SignedIn, Response>, PageError> {
+    Ok(match visitor(state, headers).await? {
+        Visitor::SignedIn(who) => Ok(who),
+        Visitor::NeedsSecondFactor(_) => Err(see_other("/login/2fa")),
+        Visitor::Anonymous => Err(see_other("/login")),
+    })
+}
+
+/// The session cookie carrying `token`.
+pub fn session_cookie(state: &AppState, token: &str) -> HeaderValue {
+    let secure = state.https();
+    cookies::set(
+        &cookies::name(cookies::SESSION, secure),
+        token,
+        Some(state.settings.session.absolute_timeout_secs),
+        secure,
+    )
 }
 
 /// 303 to `to` (POST → GET, RFC 9110 §15.4.4).

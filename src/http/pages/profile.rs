@@ -8,11 +8,11 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::{
-    FormInput, Layout, PageError, SignedIn, checked_form, csrf_form, render, respond, see_other,
-    signed_in,
+    FormInput, Layout, PageError, SignedIn, checked_form, csrf_form, render, require_signed_in,
+    respond, see_other,
 };
 use crate::http::csrf::Csrf;
-use crate::service::accounts;
+use crate::service::{accounts, totp};
 use crate::state::AppState;
 
 csrf_form!(ProfileForm { name });
@@ -26,17 +26,40 @@ struct ProfilePage {
     email: String,
     name_error: Option<String>,
     notice: Option<String>,
+    two_factor: Option<TwoFactorStatus>,
 }
 
-fn profile_page(
+/// The "Two-factor authentication" section when 2FA is on.
+pub struct TwoFactorStatus {
+    pub recovery_codes_left: u64,
+    pub regenerate_error: Option<String>,
+    pub deactivate_error: Option<String>,
+}
+
+impl TwoFactorStatus {
+    pub async fn of(state: &AppState, user_id: &str) -> Result<Option<Self>, PageError> {
+        if !totp::is_enabled(state, user_id).await? {
+            return Ok(None);
+        }
+        Ok(Some(Self {
+            recovery_codes_left: totp::unused_recovery_codes(state, user_id).await?,
+            regenerate_error: None,
+            deactivate_error: None,
+        }))
+    }
+}
+
+pub fn profile_page(
     state: &AppState,
     who: &SignedIn,
     status: StatusCode,
     name: &str,
     name_error: Option<String>,
     notice: Option<&str>,
+    two_factor: Option<TwoFactorStatus>,
 ) -> Response {
     let page = ProfilePage {
+        two_factor,
         page: Layout::new(state, "My profile"),
         csrf_token: Csrf::for_session(&who.token).token(state),
         name: name.to_owned(),
@@ -51,6 +74,22 @@ fn profile_page(
 pub struct ProfileQuery {
     #[serde(default)]
     pub saved: Option<String>,
+    #[serde(default)]
+    pub two_factor: Option<String>,
+}
+
+impl ProfileQuery {
+    /// The notice a redirect back to the profile asked for.
+    fn notice(&self) -> Option<&'static str> {
+        if self.saved.is_some() {
+            return Some("Your profile is saved.");
+        }
+        match self.two_factor.as_deref() {
+            Some("on") => Some("Two-factor authentication is on."),
+            Some("off") => Some("Two-factor authentication is off."),
+            _ => None,
+        }
+    }
 }
 
 pub async fn profile_get(
@@ -59,13 +98,12 @@ pub async fn profile_get(
     query: Result<Query<ProfileQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let result = async {
-        let Some(who) = signed_in(&state, &headers).await? else {
-            return Ok(see_other("/login"));
+        let who = match require_signed_in(&state, &headers).await? {
+            Ok(who) => who,
+            Err(redirect) => return Ok(redirect),
         };
-        let notice = query
-            .ok()
-            .and_then(|Query(q)| q.saved)
-            .map(|_| "Your profile is saved.");
+        let notice = query.ok().and_then(|Query(q)| q.notice());
+        let two_factor = TwoFactorStatus::of(&state, &who.user.id).await?;
         Ok(profile_page(
             &state,
             &who,
@@ -73,6 +111,7 @@ pub async fn profile_get(
             &who.user.name,
             None,
             notice,
+            two_factor,
         ))
     }
     .await;
@@ -85,8 +124,9 @@ pub async fn profile_post(
     form: FormInput<ProfileForm>,
 ) -> Response {
     let result: Result<Response, PageError> = async {
-        let Some(who) = signed_in(&state, &headers).await? else {
-            return Ok(see_other("/login"));
+        let who = match require_signed_in(&state, &headers).await? {
+            Ok(who) => who,
+            Err(redirect) => return Ok(redirect),
         };
         let form = checked_form(&state, &headers, form)?;
         Ok(
@@ -99,6 +139,7 @@ pub async fn profile_post(
                     &form.name,
                     Some(error),
                     None,
+                    TwoFactorStatus::of(&state, &who.user.id).await?,
                 ),
             },
         )

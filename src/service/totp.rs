@@ -1,0 +1,425 @@
+//! Two-factor authentication: activation by QR code, the code check with
+//! replay protection and throttling, recovery codes, deactivation.
+//!
+//! Every check of a code goes through `check_code`: the throttle first (a
+//! locked user is refused even a valid code), then the code, then the atomic
+//! acceptance of its time-step (or of the recovery code) in the database.
+
+use crate::auth::throttle::ThrottlePolicy;
+use crate::auth::totp::{self, TotpParams, sealed};
+use crate::crypto::{PurposeKey, sha256_hex};
+use crate::email::OutgoingEmail;
+use crate::service::accounts::{self, AccountError};
+use crate::state::AppState;
+use crate::store::audit::{self, Event};
+use crate::store::entities::totp_credentials::Model as Credential;
+use crate::store::entities::users::Model as User;
+use crate::store::{login_throttle, recovery_codes, sessions, totp as store, users};
+
+/// The key that seals TOTP secrets: derived from the master key for this one
+/// purpose, so no other use of the master key can decrypt them.
+fn sealing_key(state: &AppState) -> [u8; 32] {
+    let derived = PurposeKey::derive(state.keys.master().bytes(), "stepgate/totp-secret/v1");
+    let tag = derived.sign(b"aes-256-gcm");
+    let bytes = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, tag)
+        .expect("an HMAC tag is valid base64url");
+    bytes.try_into().expect("HMAC-SHA256 is 32 bytes")
+}
+
+fn now(state: &AppState) -> i64 {
+    state.clock.now().timestamp()
+}
+
+/// Wrong codes are counted per user in the sign-in throttle table, under a
+/// key of their own, separately from wrong passwords.
+fn throttle_key(user_id: &str) -> String {
+    format!("otp:{user_id}")
+}
+
+fn policy(state: &AppState) -> ThrottlePolicy {
+    let t = &state.settings.totp;
+    ThrottlePolicy {
+        free_failures: t.free_failures,
+        base_delay_secs: t.base_delay_secs,
+        max_delay_secs: t.max_delay_secs,
+    }
+}
+
+async fn audit(
+    state: &AppState,
+    kind: &str,
+    outcome: &str,
+    user_id: &str,
+    ip: Option<&str>,
+    detail: Option<&str>,
+) -> Result<(), AccountError> {
+    audit::record(
+        &state.db,
+        Event {
+            kind,
+            outcome,
+            user_id: Some(user_id),
+            client_id: None,
+            ip,
+            detail,
+        },
+        now(state),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn notify(state: &AppState, user: &User, subject: &str, text: String) {
+    let email = OutgoingEmail {
+        to: user.email.clone(),
+        subject: subject.to_owned(),
+        text,
+    };
+    if let Err(e) = state.mailer.send(email).await {
+        tracing::error!(error = %e, "could not send a two-factor notice");
+    }
+}
+
+/// What the activation page shows.
+pub struct Activation {
+    pub secret_base32: String,
+    pub otpauth_uri: String,
+}
+
+/// Whether the user has two-factor authentication on.
+pub async fn is_enabled(state: &AppState, user_id: &str) -> Result<bool, AccountError> {
+    Ok(store::is_enabled(&state.db, user_id).await?)
+}
+
+/// Starts (or resumes) activation: a pending 160-bit secret kept server-side,
+/// sealed. Reloading the page shows the same secret, so a code from an app
+/// that already scanned it still works. `None` when 2FA is already on.
+pub async fn begin_activation(
+    state: &AppState,
+    user: &User,
+) -> Result<Option<Activation>, AccountError> {
+    let key = sealing_key(state);
+    let skew = state.settings.totp.skew;
+    if let Some(existing) = store::get(&state.db, &user.id).await? {
+        if existing.enabled {
+            return Ok(None);
+        }
+        if let (Some(secret), Some(params)) = (
+            sealed::open(&key, &user.id, &existing.secret_sealed),
+            store::params_of(&existing, skew),
+        ) {
+            return Ok(Some(activation(state, user, &secret, &params)));
+        }
+    }
+    let params = state.settings.totp.params();
+    let secret = totp::generate_secret();
+    let sealed_secret = sealed::seal(&key, &user.id, &secret);
+    store::put_pending(&state.db, &user.id, &sealed_secret, &params, now(state)).await?;
+    Ok(Some(activation(state, user, &secret, &params)))
+}
+
+fn activation(state: &AppState, user: &User, secret: &[u8], params: &TotpParams) -> Activation {
+    Activation {
+        secret_base32: totp::base32(secret),
+        otpauth_uri: totp::otpauth_uri(
+            secret,
+            params,
+            &state.settings.ui.product_name,
+            &user.email,
+        ),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeError {
+    /// Wrong, reused, or not a code at all.
+    Invalid,
+    /// Too many wrong codes; seconds until the next attempt is accepted.
+    Locked { retry_after_secs: u64 },
+    /// There is nothing to check the code against (no pending or enabled credential).
+    NoCredential,
+}
+
+/// Which second factor passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Passed {
+    Totp,
+    RecoveryCode,
+}
+
+/// Checks a code for the user's credential in the given state (`enabled`
+/// false: the pending one, during activation). Recovery codes are tried only
+/// when `allow_recovery`. Throttled and audited.
+async fn check_code(
+    state: &AppState,
+    user: &User,
+    input: &str,
+    enabled: bool,
+    allow_recovery: bool,
+    ip: Option<&str>,
+) -> Result<Result<Passed, CodeError>, AccountError> {
+    let now = now(state);
+    let key = throttle_key(&user.id);
+    if let Some(row) = login_throttle::get(&state.db, &key).await?
+        && let Some(until) = row.locked_until
+        && until > now
+    {
+        audit(state, "totp.check", "locked", &user.id, ip, None).await?;
+        return Ok(Err(CodeError::Locked {
+            retry_after_secs: (until - now) as u64,
+        }));
+    }
+    let Some(credential) = store::get(&state.db, &user.id)
+        .await?
+        .filter(|c| c.enabled == enabled)
+    else {
+        return Ok(Err(CodeError::NoCredential));
+    };
+
+    let passed = match totp_step(state, user, &credential, input, now) {
+        Some(step) if store::accept_step(&state.db, &user.id, step as i64, enabled).await? => {
+            Some(Passed::Totp)
+        }
+        Some(_) => None, // a replay of this step or an older one
+        None if allow_recovery => match totp::normalize_recovery_code(input) {
+            Some(code)
+                if recovery_codes::consume(&state.db, &user.id, &sha256_hex(&code), now)
+                    .await? =>
+            {
+                Some(Passed::RecoveryCode)
+            }
+            _ => None,
+        },
+        None => None,
+    };
+
+    match passed {
+        Some(passed) => {
+            login_throttle::clear(&state.db, &key).await?;
+            let kind = match passed {
+                Passed::Totp => "totp.check",
+                Passed::RecoveryCode => "recovery_code.used",
+            };
+            audit(state, kind, "success", &user.id, ip, None).await?;
+            Ok(Ok(passed))
+        }
+        None => {
+            let failures = login_throttle::record_failure(&state.db, &key, now).await?;
+            audit(state, "totp.check", "failure", &user.id, ip, None).await?;
+            if let Some(delay) = policy(state).delay_after(failures) {
+                login_throttle::lock_until(&state.db, &key, now + delay as i64).await?;
+                let detail = format!("{failures} consecutive failures; locked {delay} s");
+                audit(state, "totp.lockout", "locked", &user.id, ip, Some(&detail)).await?;
+                return Ok(Err(CodeError::Locked {
+                    retry_after_secs: delay,
+                }));
+            }
+            Ok(Err(CodeError::Invalid))
+        }
+    }
+}
+
+/// The time-step `input` matches for this credential, if it is a valid code.
+fn totp_step(
+    state: &AppState,
+    user: &User,
+    credential: &Credential,
+    input: &str,
+    now: i64,
+) -> Option<u64> {
+    let params = store::params_of(credential, state.settings.totp.skew)?;
+    let secret = sealed::open(&sealing_key(state), &user.id, &credential.secret_sealed)?;
+    totp::verify(&secret, &params, input, u64::try_from(now).ok()?)
+}
+
+/// New recovery codes, stored hashed; the plain codes are returned once.
+async fn new_recovery_codes(state: &AppState, user_id: &str) -> Result<Vec<String>, AccountError> {
+    let codes = totp::generate_recovery_codes();
+    let hashes: Vec<String> = codes
+        .iter()
+        .map(|c| sha256_hex(&totp::normalize_recovery_code(c).expect("generated codes are valid")))
+        .collect();
+    recovery_codes::replace_all(&state.db, user_id, &hashes, now(state)).await?;
+    Ok(codes)
+}
+
+/// Completes activation with a valid code from the pending secret; returns
+/// the recovery codes to show once.
+pub async fn confirm_activation(
+    state: &AppState,
+    user: &User,
+    code: &str,
+    ip: Option<&str>,
+) -> Result<Result<Vec<String>, CodeError>, AccountError> {
+    if let Err(e) = check_code(state, user, code, false, false, ip).await? {
+        return Ok(Err(e));
+    }
+    if !store::enable(&state.db, &user.id, now(state)).await? {
+        // Another request finished the activation first.
+        return Ok(Err(CodeError::NoCredential));
+    }
+    let codes = new_recovery_codes(state, &user.id).await?;
+    audit(state, "totp.activated", "success", &user.id, ip, None).await?;
+    let product = &state.settings.ui.product_name;
+    notify(
+        state,
+        user,
+        &format!("Two-factor authentication is on for your {product} account"),
+        format!(
+            "Hello {name},\n\nTwo-factor authentication is now on for your {product} account. From now on, signing in asks for the 6-digit code from your authenticator app.\n\nIf you did not do this, reset your password at {issuer}/password/forgot and contact your administrator.\n",
+            name = user.name,
+            issuer = state.settings.issuer,
+        ),
+    )
+    .await;
+    Ok(Ok(codes))
+}
+
+/// The sign-in challenge: a code from the app or an unused recovery code.
+pub async fn verify_second_factor(
+    state: &AppState,
+    user: &User,
+    input: &str,
+    ip: Option<&str>,
+) -> Result<Result<Passed, CodeError>, AccountError> {
+    check_code(state, user, input, true, true, ip).await
+}
+
+/// Replaces the recovery codes; needs a valid code from the app.
+pub async fn regenerate_recovery_codes(
+    state: &AppState,
+    user: &User,
+    code: &str,
+    ip: Option<&str>,
+) -> Result<Result<Vec<String>, CodeError>, AccountError> {
+    if let Err(e) = check_code(state, user, code, true, false, ip).await? {
+        return Ok(Err(e));
+    }
+    let codes = new_recovery_codes(state, &user.id).await?;
+    audit(
+        state,
+        "recovery_codes.regenerated",
+        "success",
+        &user.id,
+        ip,
+        None,
+    )
+    .await?;
+    Ok(Ok(codes))
+}
+
+pub async fn unused_recovery_codes(state: &AppState, user_id: &str) -> Result<u64, AccountError> {
+    Ok(recovery_codes::count_unused(&state.db, user_id).await?)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeactivateError {
+    WrongPassword,
+    Code(CodeError),
+}
+
+/// Turns 2FA off; needs the password and a valid code from the app. The
+/// user is emailed.
+pub async fn deactivate(
+    state: &AppState,
+    user: &User,
+    password: &str,
+    code: &str,
+    ip: Option<&str>,
+) -> Result<Result<(), DeactivateError>, AccountError> {
+    // The password is throttled here exactly as at sign-in, so this form is
+    // no way around the sign-in lockout.
+    let now = now(state);
+    let password_key = accounts::throttle_key(state, &user.email);
+    if let Some(row) = login_throttle::get(&state.db, &password_key).await?
+        && let Some(until) = row.locked_until
+        && until > now
+    {
+        return Ok(Err(DeactivateError::Code(CodeError::Locked {
+            retry_after_secs: (until - now) as u64,
+        })));
+    }
+    let password_ok = state
+        .hasher
+        .verify(password.to_owned(), user.password_hash.clone())
+        .await;
+    if !password_ok {
+        audit(
+            state,
+            "totp.deactivate",
+            "failure",
+            &user.id,
+            ip,
+            Some("wrong password"),
+        )
+        .await?;
+        let failures = login_throttle::record_failure(&state.db, &password_key, now).await?;
+        if let Some(delay) = accounts::throttle_policy(state).delay_after(failures) {
+            login_throttle::lock_until(&state.db, &password_key, now + delay as i64).await?;
+            return Ok(Err(DeactivateError::Code(CodeError::Locked {
+                retry_after_secs: delay,
+            })));
+        }
+        return Ok(Err(DeactivateError::WrongPassword));
+    }
+    login_throttle::clear(&state.db, &password_key).await?;
+    if let Err(e) = check_code(state, user, code, true, false, ip).await? {
+        return Ok(Err(DeactivateError::Code(e)));
+    }
+    remove(state, &user.id).await?;
+    audit(state, "totp.deactivated", "success", &user.id, ip, None).await?;
+    let product = &state.settings.ui.product_name;
+    notify(
+        state,
+        user,
+        &format!("Two-factor authentication is off for your {product} account"),
+        format!(
+            "Hello {name},\n\nTwo-factor authentication was turned off for your {product} account. Signing in now needs only your password.\n\nIf you did not do this, reset your password at {issuer}/password/forgot right away and contact your administrator.\n",
+            name = user.name,
+            issuer = state.settings.issuer,
+        ),
+    )
+    .await;
+    Ok(Ok(()))
+}
+
+async fn remove(state: &AppState, user_id: &str) -> Result<(), AccountError> {
+    store::delete(&state.db, user_id).await?;
+    recovery_codes::delete_all(&state.db, user_id).await?;
+    login_throttle::clear(&state.db, &throttle_key(user_id)).await?;
+    Ok(())
+}
+
+/// `stepgate user reset-2fa EMAIL`: removes the credential and recovery codes,
+/// clears the lockout and ends the user's sessions; the user is emailed.
+pub async fn reset_by_operator(
+    state: &AppState,
+    email: &str,
+) -> Result<Option<User>, AccountError> {
+    let Some(user) = users::find_by_email(&state.db, email).await? else {
+        return Ok(None);
+    };
+    remove(state, &user.id).await?;
+    sessions::delete_for_user(&state.db, &user.id).await?;
+    audit(
+        state,
+        "totp.reset_by_operator",
+        "success",
+        &user.id,
+        None,
+        None,
+    )
+    .await?;
+    let product = &state.settings.ui.product_name;
+    notify(
+        state,
+        &user,
+        &format!("Two-factor authentication was reset on your {product} account"),
+        format!(
+            "Hello {name},\n\nAn administrator reset two-factor authentication on your {product} account and signed you out everywhere. Sign in with your password, then turn it on again from your profile.\n",
+            name = user.name,
+        ),
+    )
+    .await;
+    Ok(Some(user))
+}

@@ -1,0 +1,21 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "totp_credentials")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub user_id: String,
+    pub secret_sealed: String,
+    pub algorithm: String,
+    pub digits: i32,
+    pub period_secs: i64,
+    pub enabled: bool,
+    pub created_at: i64,
+    pub enabled_at: Option<i64>,
+    pub last_step: i64,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
