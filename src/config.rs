@@ -45,6 +45,7 @@ pub struct Settings {
     pub login: LoginSettings,
     pub account: AccountSettings,
     pub totp: TotpSettings,
+    pub oauth: OAuthSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -204,6 +205,34 @@ pub struct TotpSettings {
     pub max_delay_secs: u64,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OAuthSettings {
+    /// Seconds an authorization code can be redeemed. Default `60` (RFC 6749 §4.1.2: short).
+    pub code_ttl_secs: u64,
+    /// Seconds an access token is valid. Default `600` (RFC 9068: short-lived).
+    pub access_token_ttl_secs: u64,
+    /// Seconds an ID token is valid. Default `3600`.
+    pub id_token_ttl_secs: u64,
+    /// Seconds a person has to finish signing in for one authorization request. Default `900`.
+    pub interaction_ttl_secs: u64,
+    /// Require PKCE (S256) from confidential clients too; public clients always
+    /// need it. Default `true` (RFC 9700 §2.1.1).
+    pub require_pkce: bool,
+}
+
+impl Default for OAuthSettings {
+    fn default() -> Self {
+        Self {
+            code_ttl_secs: 60,
+            access_token_ttl_secs: 600,
+            id_token_ttl_secs: 3600,
+            interaction_ttl_secs: 900,
+            require_pkce: true,
+        }
+    }
+}
+
 impl Default for TotpSettings {
     fn default() -> Self {
         Self {
@@ -311,6 +340,7 @@ impl Default for Settings {
             login: LoginSettings::default(),
             account: AccountSettings::default(),
             totp: TotpSettings::default(),
+            oauth: OAuthSettings::default(),
         }
     }
 }
@@ -467,6 +497,17 @@ impl Settings {
         if self.totp.base_delay_secs == 0 || self.login.base_delay_secs == 0 {
             return Err(ConfigError::Invalid(
                 "key `totp.base_delay_secs` / `login.base_delay_secs`: must be positive".into(),
+            ));
+        }
+        let o = &self.oauth;
+        if o.code_ttl_secs == 0
+            || o.code_ttl_secs > 600
+            || o.access_token_ttl_secs == 0
+            || o.id_token_ttl_secs == 0
+            || o.interaction_ttl_secs == 0
+        {
+            return Err(ConfigError::Invalid(
+                "key `oauth.*_ttl_secs`: must be positive, and code_ttl_secs at most 600 (RFC 6749 §4.1.2)".into(),
             ));
         }
         if self.ui.product_name.trim().is_empty() {

@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_accounts;
 mod m20261128_000002_totp_audit;
+mod m20261128_000003_oidc;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261128_000001_accounts::Migration),
             Box::new(m20261128_000002_totp_audit::Migration),
+            Box::new(m20261128_000003_oidc::Migration),
         ]
     }
 }

@@ -349,6 +349,7 @@ pub async fn start_session(state: &AppState, user_id: &str) -> Result<String, Ac
             expires_at: now.saturating_add(state.settings.session.absolute_timeout_secs as i64),
             pwd_at: now,
             otp_at: None,
+            sid: &random_token(),
         },
     )
     .await?;
@@ -374,6 +375,8 @@ pub async fn add_second_factor(
             expires_at: session.expires_at,
             pwd_at: session.pwd_at,
             otp_at: Some(now),
+            // The same sign-in session: its public id stays.
+            sid: &session.sid.clone().unwrap_or_else(random_token),
         },
     )
     .await?;

@@ -14,6 +14,8 @@ pub struct NewSession<'a> {
     pub expires_at: i64,
     pub pwd_at: i64,
     pub otp_at: Option<i64>,
+    /// The public session id for the `sid` claim.
+    pub sid: &'a str,
 }
 
 pub async fn create(db: &DatabaseConnection, new: NewSession<'_>) -> Result<(), sea_orm::DbErr> {
@@ -25,6 +27,7 @@ pub async fn create(db: &DatabaseConnection, new: NewSession<'_>) -> Result<(), 
         expires_at: Set(new.expires_at),
         pwd_at: Set(new.pwd_at),
         otp_at: Set(new.otp_at),
+        sid: Set(Some(new.sid.to_owned())),
     }
     .insert(db)
     .await

@@ -1,7 +1,12 @@
 //! sea-orm entities: one per table, matching `migrations/`.
 
+pub mod access_tokens;
 pub mod audit_events;
+pub mod authorization_codes;
+pub mod clients;
+pub mod consents;
 pub mod email_tokens;
+pub mod interactions;
 pub mod login_throttle;
 pub mod recovery_codes;
 pub mod sessions;

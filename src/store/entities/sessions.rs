@@ -11,6 +11,7 @@ pub struct Model {
     pub expires_at: i64,
     pub pwd_at: i64,
     pub otp_at: Option<i64>,
+    pub sid: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
