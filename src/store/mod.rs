@@ -1,9 +1,13 @@
 //! The only place that talks to the database: the connection, migrations and,
 //! as capabilities land, one file of queries per concept.
 
+pub mod access_tokens;
 pub mod audit;
+pub mod authorization_codes;
+pub mod consents;
 pub mod email_tokens;
 pub mod entities;
+pub mod interactions;
 pub mod login_throttle;
 pub mod recovery_codes;
 pub mod sessions;

@@ -1,0 +1,64 @@
+//! Queries on `access_tokens`: a row per issued JWT access token, so that
+//! revocation reaches tokens that are otherwise self-contained.
+
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+
+use super::entities::access_tokens::{self, Entity as AccessTokens, Model as AccessToken};
+
+pub struct NewAccessToken<'a> {
+    pub jti: &'a str,
+    pub client_id: &'a str,
+    pub user_id: Option<&'a str>,
+    pub scope: &'a str,
+    pub code_hash: Option<&'a str>,
+    pub issued_at: i64,
+    pub expires_at: i64,
+}
+
+pub async fn create(
+    db: &DatabaseConnection,
+    new: NewAccessToken<'_>,
+) -> Result<(), sea_orm::DbErr> {
+    access_tokens::ActiveModel {
+        jti: Set(new.jti.to_owned()),
+        client_id: Set(new.client_id.to_owned()),
+        user_id: Set(new.user_id.map(str::to_owned)),
+        scope: Set(new.scope.to_owned()),
+        code_hash: Set(new.code_hash.map(str::to_owned)),
+        issued_at: Set(new.issued_at),
+        expires_at: Set(new.expires_at),
+        revoked_at: Set(None),
+    }
+    .insert(db)
+    .await
+    .map(|_| ())
+}
+
+/// The token's row if it is live: not revoked and not expired.
+pub async fn find_live(
+    db: &DatabaseConnection,
+    jti: &str,
+    now: i64,
+) -> Result<Option<AccessToken>, sea_orm::DbErr> {
+    AccessTokens::find_by_id(jti.to_owned())
+        .filter(access_tokens::Column::RevokedAt.is_null())
+        .filter(access_tokens::Column::ExpiresAt.gt(now))
+        .one(db)
+        .await
+}
+
+/// Revokes every token issued from a code (RFC 6749 §4.1.2: a code used twice).
+pub async fn revoke_for_code(
+    db: &DatabaseConnection,
+    code_hash: &str,
+    now: i64,
+) -> Result<u64, sea_orm::DbErr> {
+    AccessTokens::update_many()
+        .col_expr(access_tokens::Column::RevokedAt, Expr::value(now))
+        .filter(access_tokens::Column::CodeHash.eq(code_hash))
+        .filter(access_tokens::Column::RevokedAt.is_null())
+        .exec(db)
+        .await
+        .map(|r| r.rows_affected)
+}
