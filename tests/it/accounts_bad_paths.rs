@@ -26,6 +26,7 @@ on_both_backends!(
     sessions_end_when_idle_and_at_the_absolute_timeout,
     disabled_accounts_cannot_sign_in_until_enabled,
     unreadable_bodies_are_refused_on_every_form_and_change_nothing,
+    oversized_bodies_without_a_length_get_413,
     garbage_field_values_get_the_forms_own_errors,
     links_without_a_usable_token_show_an_alert,
     sign_up_rejections_keep_the_form_and_send_nothing,
@@ -722,6 +723,98 @@ async fn unreadable_bodies_are_refused_on_every_form_and_change_nothing(backend:
         )
         .await;
     assert_eq!(saved.status, StatusCode::SEE_OTHER);
+}
+
+/// POSTs a 4 MiB urlencoded body as chunks (no `Content-Length`, so only the
+/// form extractor's limit can refuse it) on a raw connection, and returns the
+/// status and the body of the answer. The server may close before the whole
+/// body is sent; the answer must still have arrived.
+async fn post_chunked_4_mib(
+    app: &TestApp,
+    path: &str,
+    cookie: &str,
+    fields: &str,
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = app.address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    let mut body = format!("{fields}&padding=").into_bytes();
+    body.resize(4 * 1024 * 1024, b'a');
+    let mut sent = stream.write_all(head.as_bytes()).await;
+    for chunk in body.chunks(64 * 1024) {
+        if sent.is_err() {
+            break;
+        }
+        let mut framed = format!("{:x}\r\n", chunk.len()).into_bytes();
+        framed.extend_from_slice(chunk);
+        framed.extend_from_slice(b"\r\n");
+        sent = stream.write_all(&framed).await;
+    }
+    if sent.is_ok() {
+        let _ = stream.write_all(b"0\r\n\r\n").await;
+    }
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .await
+        .unwrap_or_else(|e| panic!("POST {path}: an answer, not a dropped connection: {e}"));
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("POST {path}: an HTTP answer: {answer:?}"));
+    (status, answer)
+}
+
+async fn oversized_bodies_without_a_length_get_413(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.create_user("big@example.com", PASSWORD, true).await;
+    let browser = app.browser();
+    let login = browser.get("/login").await;
+    let answer = browser
+        .submit_raw(
+            &login,
+            "/login",
+            &[("email", "big@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    let cookie = answer.headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let profile = browser.follow(answer).await;
+    let csrf = profile.form("/profile").fields["csrf_token"].clone();
+    let token = format!("csrf_token={csrf}");
+
+    for path in [
+        "/signup",
+        "/login",
+        "/profile",
+        "/password/forgot",
+        "/password/reset",
+        "/confirm/resend",
+        "/logout",
+    ] {
+        let (status, answer) = post_chunked_4_mib(&app, path, &cookie, &token).await;
+        assert_eq!(status, 413, "POST {path}: {answer}");
+        assert!(answer.contains("role=\"alert\""), "POST {path}: {answer}");
+        assert!(answer.contains("too large"), "POST {path}: {answer}");
+    }
+
+    // Nothing changed, and the server still answers.
+    let page = assert_signed_in(&browser, "the session survived").await;
+    assert_eq!(page.form("/profile").fields["name"], "Test User");
+    assert!(outbox(&app.outbox()).is_empty(), "no email sent");
+    assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
 }
 
 async fn garbage_field_values_get_the_forms_own_errors(backend: Backend) {
