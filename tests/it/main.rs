@@ -4,6 +4,7 @@ mod browser;
 mod helpers;
 
 mod accounts;
+mod accounts_bad_paths;
 
 mod cli;
 mod discovery;

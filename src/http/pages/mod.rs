@@ -88,6 +88,10 @@ pub enum PageError {
     Csrf,
     /// The body is not a readable form.
     BadForm(String),
+    /// The body is over `http.body_limit_bytes`. One sent with a
+    /// `Content-Length` never gets here (`limit::limit_body` refuses it);
+    /// one sent without is cut off by the form extractor: 413 too.
+    TooLarge,
     /// Anything unexpected: logged, shown as a generic 500 page.
     Internal(String),
 }
@@ -118,6 +122,13 @@ impl PageError {
                     None,
                 )
             }
+            PageError::TooLarge => message(
+                state,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "The form is too large",
+                "The submitted form is larger than this server accepts. Nothing was changed. Go back, reload the page and try again.",
+                None,
+            ),
             PageError::Internal(reason) => {
                 tracing::error!(%reason, "page failed");
                 message(
@@ -146,7 +157,10 @@ pub fn checked_form<T: HasCsrf>(
     headers: &HeaderMap,
     input: FormInput<T>,
 ) -> Result<T, PageError> {
-    let Form(form) = input.map_err(|e| PageError::BadForm(e.body_text()))?;
+    let Form(form) = input.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => PageError::TooLarge,
+        _ => PageError::BadForm(e.body_text()),
+    })?;
     if !crate::http::csrf::check(state, headers, form.csrf_token()) {
         return Err(PageError::Csrf);
     }
