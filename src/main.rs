@@ -64,7 +64,8 @@ enum UserCommand {
         email: String,
         #[arg(long)]
         name: String,
-        /// Mark the email as confirmed (no confirmation email is sent).
+        /// Mark the email as confirmed. Without it, a confirmation email is
+        /// sent, as after a sign-up.
         #[arg(long)]
         verified: bool,
         #[arg(long)]

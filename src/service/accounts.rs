@@ -543,7 +543,7 @@ pub async fn create_by_operator(
         return Err(invalid("password", password_error(e)));
     }
     let hash = state.hasher.hash(password.to_owned()).await;
-    users::create(
+    let user = users::create(
         &state.db,
         NewUser {
             email,
@@ -557,7 +557,12 @@ pub async fn create_by_operator(
     .map_err(|e| match e {
         CreateUserError::EmailTaken => CreateByOperatorError::EmailTaken,
         CreateUserError::Db(e) => CreateByOperatorError::Account(e.into()),
-    })
+    })?;
+    if !verified {
+        // The person confirms the address as after a sign-up.
+        send_confirmation(state, &user).await?;
+    }
+    Ok(user)
 }
 
 /// Disables or enables an account; disabling also ends its sessions.
