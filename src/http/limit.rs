@@ -9,9 +9,11 @@
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
+
+use crate::state::AppState;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use http_body_util::BodyExt;
 
 /// Above this many bytes the body is not drained: the connection is closed
@@ -19,7 +21,10 @@ use http_body_util::BodyExt;
 /// owed a graceful answer).
 const DRAIN_MAX_BYTES: u64 = 16 * 1024 * 1024;
 
-pub async fn limit_body(State(limit): State<usize>, request: Request, next: Next) -> Response {
+pub async fn limit_body(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let limit = state.settings.http.body_limit_bytes;
+    // OAuth endpoints answer in their JSON shape (RFC 6749 §5.2); pages with a page.
+    let json = is_api_path(request.uri().path());
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -27,24 +32,41 @@ pub async fn limit_body(State(limit): State<usize>, request: Request, next: Next
         .and_then(|v| v.parse::<u64>().ok());
     match declared {
         Some(length) if length > limit as u64 => {
-            if length <= DRAIN_MAX_BYTES {
+            let drained = length <= DRAIN_MAX_BYTES;
+            if drained {
                 drain(request.into_body()).await;
-                too_large().into_response()
-            } else {
-                ([(header::CONNECTION, "close")], too_large()).into_response()
             }
+            let mut response = too_large(&state, json);
+            if !drained {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            response
         }
         _ => next.run(request).await,
     }
 }
 
-fn too_large() -> (StatusCode, axum::Json<serde_json::Value>) {
-    (
+/// Paths whose clients are programs expecting JSON errors.
+pub fn is_api_path(path: &str) -> bool {
+    matches!(path, "/token" | "/revoke" | "/introspect" | "/userinfo")
+}
+
+fn too_large(state: &AppState, json: bool) -> Response {
+    if json {
+        return crate::http::error::oauth_json(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request",
+            "the request body is too large",
+        );
+    }
+    crate::http::pages::message(
+        state,
         StatusCode::PAYLOAD_TOO_LARGE,
-        axum::Json(serde_json::json!({
-            "error": "invalid_request",
-            "error_description": "the request body is too large",
-        })),
+        "That was too much to send",
+        "The form was larger than this server accepts. Nothing was changed. Go back and try again with less.",
+        None,
     )
 }
 

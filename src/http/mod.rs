@@ -38,6 +38,7 @@ const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
 
 pub fn router(state: AppState) -> Router {
     let settings = state.settings.clone();
+    let limit_state = state.clone();
     let https = settings.issuer.starts_with("https://");
 
     let routes = Router::new()
@@ -147,7 +148,7 @@ pub fn router(state: AppState) -> Router {
                 Duration::from_secs(settings.http.request_timeout_secs),
             ))
             .layer(axum::middleware::from_fn_with_state(
-                settings.http.body_limit_bytes,
+                limit_state,
                 limit::limit_body,
             ))
             .layer(DefaultBodyLimit::max(settings.http.body_limit_bytes)),
