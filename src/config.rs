@@ -613,3 +613,33 @@ mod tests {
         assert!(parse_issuer("not a url").is_err());
     }
 }
+
+#[cfg(test)]
+mod docs_tests {
+    /// Every option in config/default.toml appears in docs/operating.md's
+    /// table, and every option of the table is in the file.
+    #[test]
+    fn operating_docs_list_every_option() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let toml = std::fs::read_to_string(root.join("config/default.toml")).unwrap();
+        let docs = std::fs::read_to_string(root.join("docs/operating.md")).unwrap();
+        let mut section = String::new();
+        let mut in_file = std::collections::BTreeSet::new();
+        for line in toml.lines().map(str::trim) {
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = format!("{name}.");
+            } else if let Some((key, _)) = line.split_once('=')
+                && !line.starts_with('#')
+            {
+                in_file.insert(format!("{section}{}", key.trim()));
+            }
+        }
+        let in_docs: std::collections::BTreeSet<String> = docs
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split_once('`'))
+            .map(|(key, _)| key.to_owned())
+            .collect();
+        assert_eq!(in_file, in_docs, "config/default.toml and docs/operating.md differ");
+    }
+}
