@@ -2,6 +2,7 @@
 //! as capabilities land, one file of queries per concept.
 
 pub mod audit;
+pub mod clients;
 pub mod email_tokens;
 pub mod entities;
 pub mod login_throttle;
