@@ -4,6 +4,7 @@ mod browser;
 mod helpers;
 
 mod accounts;
+mod clients;
 
 mod cli;
 mod discovery;
