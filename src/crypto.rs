@@ -16,6 +16,14 @@ pub fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// 128 random bits, base64url without padding (22 characters): public
+/// identifiers that must be unguessable but are not secrets (client ids).
+pub fn random_id() -> String {
+    let mut bytes = [0u8; 16];
+    rand::fill(&mut bytes).expect("the system RNG works");
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
 /// SHA-256 of `value`, lower-case hex: how generated secrets are stored.
 pub fn sha256_hex(value: &str) -> String {
     hex(digest::digest(&digest::SHA256, value.as_bytes()).as_ref())
@@ -82,6 +90,14 @@ mod tests {
         let b = random_token();
         assert_eq!(URL_SAFE_NO_PAD.decode(&a).unwrap().len(), 32);
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn ids_are_128_bits_and_distinct() {
+        let a = random_id();
+        assert_eq!(a.len(), 22);
+        assert_eq!(URL_SAFE_NO_PAD.decode(&a).unwrap().len(), 16);
+        assert_ne!(a, random_id());
     }
 
     #[test]

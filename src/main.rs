@@ -11,6 +11,7 @@ use serde_json::json;
 use stepgate::clock::SystemClock;
 use stepgate::config::Settings;
 use stepgate::keys::KeyStore;
+use stepgate::service::clients::{self, Client, NewClient};
 use stepgate::service::{accounts, totp};
 use stepgate::startup::Application;
 use stepgate::state::AppState;
@@ -52,6 +53,77 @@ enum Command {
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+    /// Manage the relying parties (OAuth 2.0 / OpenID Connect clients).
+    Client {
+        #[command(subcommand)]
+        command: ClientCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Register a client. A confidential client's secret is printed once:
+    /// only its hash is kept.
+    Create {
+        /// Shown to people on the consent page.
+        #[arg(long)]
+        name: String,
+        /// Where codes may be sent: https, or http on 127.0.0.1, [::1] or
+        /// localhost; compared as exact strings. Repeat for several.
+        #[arg(long = "redirect-uri", value_name = "URI")]
+        redirect_uris: Vec<String>,
+        /// A public client (a native or browser app): no secret, PKCE only.
+        #[arg(long)]
+        public: bool,
+        /// Always ask for the second factor when signing in to this client.
+        #[arg(long)]
+        require_mfa: bool,
+        /// One of our own applications: no consent page.
+        #[arg(long)]
+        first_party: bool,
+        /// Where RP-initiated logout may send people back. Repeat for several.
+        #[arg(long = "post-logout-redirect-uri", value_name = "URI")]
+        post_logout_redirect_uris: Vec<String>,
+        /// authorization_code, refresh_token or client_credentials; repeat for
+        /// several [default: authorization_code and refresh_token].
+        #[arg(long = "grant-type", value_name = "GRANT")]
+        grant_types: Vec<String>,
+        /// openid, profile, email or offline_access; repeat, or give several
+        /// separated by spaces [default: all four].
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List every client.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one client.
+    Show {
+        // Client ids are base64url and may start with `-`.
+        #[arg(allow_hyphen_values = true)]
+        client_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a client, with its pending authorizations, codes, tokens and
+    /// consents.
+    Delete {
+        #[arg(allow_hyphen_values = true)]
+        client_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Give a confidential client a new secret, printed once; the old one
+    /// stops working at once.
+    RotateSecret {
+        #[arg(allow_hyphen_values = true)]
+        client_id: String,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -157,6 +229,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Keys { command } => keys(command, &settings)?,
         Command::User { command } => user(command, settings).await?,
+        Command::Client { command } => client(command, settings).await?,
     }
     Ok(())
 }
@@ -246,6 +319,146 @@ async fn user(command: UserCommand, settings: Settings) -> anyhow::Result<()> {
             } else {
                 let what = if disable { "Disabled" } else { "Enabled" };
                 println!("{what} {} <{}>", user.name, user.email);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn client_json(client: &Client) -> serde_json::Value {
+    serde_json::to_value(client).expect("a client serializes")
+}
+
+fn print_client(client: &Client) {
+    let list = |values: &[String]| {
+        if values.is_empty() {
+            "-".to_owned()
+        } else {
+            values.join(" ")
+        }
+    };
+    println!("client_id: {}", client.client_id);
+    println!("name: {}", client.name);
+    println!(
+        "type: {}",
+        if client.public {
+            "public"
+        } else {
+            "confidential"
+        }
+    );
+    println!("redirect_uris: {}", list(&client.redirect_uris));
+    println!(
+        "post_logout_redirect_uris: {}",
+        list(&client.post_logout_redirect_uris)
+    );
+    println!("grant_types: {}", list(&client.grant_types));
+    println!("scopes: {}", list(&client.scopes));
+    println!(
+        "token_endpoint_auth_method: {}",
+        client.token_endpoint_auth_method
+    );
+    println!("require_mfa: {}", client.require_mfa);
+    println!("first_party: {}", client.first_party);
+    println!("created_at: {}", client.created_at);
+}
+
+async fn client(command: ClientCommand, settings: Settings) -> anyhow::Result<()> {
+    let state = open_state(settings).await?;
+    let unknown = |client_id: &str| anyhow::anyhow!("no client with the id {client_id}");
+    match command {
+        ClientCommand::Create {
+            name,
+            redirect_uris,
+            public,
+            require_mfa,
+            first_party,
+            post_logout_redirect_uris,
+            grant_types,
+            scopes,
+            json,
+        } => {
+            // `--scope "openid email"` is the OAuth way of writing two scopes.
+            let scopes: Vec<String> = scopes
+                .iter()
+                .flat_map(|s| s.split_whitespace())
+                .map(str::to_owned)
+                .collect();
+            let new = NewClient {
+                name,
+                redirect_uris,
+                post_logout_redirect_uris,
+                public,
+                require_mfa,
+                first_party,
+                grant_types: (!grant_types.is_empty()).then_some(grant_types),
+                scopes: (!scopes.is_empty()).then_some(scopes),
+            };
+            let (client, secret) = clients::create(&state, new).await?;
+            if json {
+                let mut value = client_json(&client);
+                if let Some(secret) = &secret {
+                    value["client_secret"] = secret.as_str().into();
+                }
+                print_json(&value);
+            } else {
+                print_client(&client);
+                if let Some(secret) = &secret {
+                    println!("client_secret: {secret}");
+                    println!("The secret is shown only this once: store it now.");
+                }
+            }
+        }
+        ClientCommand::List { json } => {
+            let clients = clients::list(&state).await?;
+            if json {
+                let clients: Vec<_> = clients.iter().map(client_json).collect();
+                print_json(&json!({ "clients": clients }));
+            } else {
+                for c in &clients {
+                    let kind = if c.public { "public" } else { "confidential" };
+                    println!(
+                        "{}  {}  {}  {}",
+                        c.client_id,
+                        kind,
+                        c.name,
+                        c.redirect_uris.join(" ")
+                    );
+                }
+            }
+        }
+        ClientCommand::Show { client_id, json } => {
+            let client = clients::find(&state, &client_id)
+                .await?
+                .ok_or_else(|| unknown(&client_id))?;
+            if json {
+                print_json(&client_json(&client));
+            } else {
+                print_client(&client);
+            }
+        }
+        ClientCommand::Delete { client_id, json } => {
+            if !clients::delete(&state, &client_id).await? {
+                return Err(unknown(&client_id));
+            }
+            if json {
+                print_json(&json!({ "client_id": client_id, "deleted": true }));
+            } else {
+                println!("Deleted client {client_id}");
+            }
+        }
+        ClientCommand::RotateSecret { client_id, json } => {
+            let secret = clients::rotate_secret(&state, &client_id)
+                .await?
+                .ok_or_else(|| unknown(&client_id))?;
+            if json {
+                print_json(&json!({ "client_id": client_id, "client_secret": secret }));
+            } else {
+                println!("client_id: {client_id}");
+                println!("client_secret: {secret}");
+                println!(
+                    "The old secret no longer works. The new one is shown only this once: store it now."
+                );
             }
         }
     }

@@ -2,5 +2,6 @@
 //! No HTTP types here.
 
 pub mod accounts;
+pub mod clients;
 pub mod password;
 pub mod totp;

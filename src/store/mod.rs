@@ -4,6 +4,7 @@
 pub mod access_tokens;
 pub mod audit;
 pub mod authorization_codes;
+pub mod clients;
 pub mod consents;
 pub mod email_tokens;
 pub mod entities;
