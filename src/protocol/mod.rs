@@ -3,5 +3,6 @@
 pub mod authorize;
 pub mod discovery;
 pub mod error;
+pub mod jwt;
 pub mod pkce;
 pub mod scope;
