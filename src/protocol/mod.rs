@@ -1,3 +1,8 @@
 //! Pure OAuth 2.0 / OpenID Connect rules: no HTTP, no database, no clock reads.
 
+pub mod authorize;
 pub mod discovery;
+pub mod error;
+pub mod jwt;
+pub mod pkce;
+pub mod scope;
