@@ -640,6 +640,9 @@ mod docs_tests {
             .filter_map(|l| l.split_once('`'))
             .map(|(key, _)| key.to_owned())
             .collect();
-        assert_eq!(in_file, in_docs, "config/default.toml and docs/operating.md differ");
+        assert_eq!(
+            in_file, in_docs,
+            "config/default.toml and docs/operating.md differ"
+        );
     }
 }

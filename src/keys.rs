@@ -101,6 +101,11 @@ impl SigningKey {
         signature
     }
 
+    /// The public key as (n, e), big-endian, for verifying our own tokens.
+    pub fn public_components(&self) -> (Vec<u8>, Vec<u8>) {
+        (self.n.clone(), self.e.clone())
+    }
+
     pub fn jwk(&self) -> Jwk {
         Jwk {
             kty: "RSA",

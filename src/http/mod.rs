@@ -24,7 +24,9 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use crate::protocol::discovery::{AUTHORIZATION_PATH, DISCOVERY_PATH, JWKS_PATH, TOKEN_PATH};
+use crate::protocol::discovery::{
+    AUTHORIZATION_PATH, DISCOVERY_PATH, JWKS_PATH, TOKEN_PATH, USERINFO_PATH,
+};
 use crate::state::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -51,6 +53,18 @@ pub fn router(state: AppState) -> Router {
             get(oauth::authorize::authorize).post(oauth::authorize::authorize),
         )
         .route(TOKEN_PATH, axum::routing::post(oauth::token::token_post))
+        .route(
+            "/authorize/resume",
+            get(oauth::authorize::resume_get).post(oauth::authorize::resume_post),
+        )
+        .route(
+            "/consent",
+            get(oauth::authorize::consent_get).post(oauth::authorize::consent_post),
+        )
+        .route(
+            USERINFO_PATH,
+            get(oauth::userinfo::userinfo).post(oauth::userinfo::userinfo),
+        )
         .route("/assets/style.css", get(assets::style_css))
         .route(
             "/signup",

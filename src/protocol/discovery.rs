@@ -14,6 +14,7 @@ use serde::Serialize;
 pub const AUTHORIZATION_PATH: &str = "/authorize";
 pub const TOKEN_PATH: &str = "/token";
 pub const JWKS_PATH: &str = "/jwks";
+pub const USERINFO_PATH: &str = "/userinfo";
 pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 
 #[derive(Debug, Clone, Serialize)]
@@ -21,11 +22,22 @@ pub struct ProviderMetadata {
     pub issuer: String,
     pub authorization_endpoint: String,
     pub token_endpoint: String,
+    pub userinfo_endpoint: String,
     pub jwks_uri: String,
+    pub scopes_supported: Vec<&'static str>,
     pub response_types_supported: Vec<&'static str>,
+    pub response_modes_supported: Vec<&'static str>,
+    pub grant_types_supported: Vec<&'static str>,
     pub subject_types_supported: Vec<&'static str>,
     pub id_token_signing_alg_values_supported: Vec<&'static str>,
+    pub token_endpoint_auth_methods_supported: Vec<&'static str>,
+    pub claims_supported: Vec<&'static str>,
+    pub acr_values_supported: Vec<&'static str>,
     pub code_challenge_methods_supported: Vec<&'static str>,
+    pub claims_parameter_supported: bool,
+    pub request_parameter_supported: bool,
+    pub request_uri_parameter_supported: bool,
+    pub authorization_response_iss_parameter_supported: bool,
 }
 
 impl ProviderMetadata {
@@ -38,13 +50,44 @@ impl ProviderMetadata {
             // Discovery 1.0 §3 makes both REQUIRED.
             authorization_endpoint: at(AUTHORIZATION_PATH),
             token_endpoint: at(TOKEN_PATH),
+            userinfo_endpoint: at(USERINFO_PATH),
             jwks_uri: at(JWKS_PATH),
+            scopes_supported: vec!["openid", "profile", "email", "offline_access"],
             // The authorization code flow only (RFC 9700 §2.1.2 rules out implicit).
             response_types_supported: vec!["code"],
+            response_modes_supported: vec!["query", "form_post"],
+            grant_types_supported: vec!["authorization_code"],
             subject_types_supported: vec!["public"],
             id_token_signing_alg_values_supported: vec!["RS256"],
+            token_endpoint_auth_methods_supported: vec![
+                "client_secret_basic",
+                "client_secret_post",
+                "none",
+            ],
+            claims_supported: vec![
+                "sub",
+                "iss",
+                "aud",
+                "exp",
+                "iat",
+                "auth_time",
+                "nonce",
+                "acr",
+                "amr",
+                "sid",
+                "at_hash",
+                "name",
+                "email",
+                "email_verified",
+            ],
+            acr_values_supported: vec!["urn:stepgate:acr:pwd", "urn:stepgate:acr:mfa"],
             // RFC 9700 §2.1.1: S256 only, never `plain`.
             code_challenge_methods_supported: vec!["S256"],
+            claims_parameter_supported: false,
+            request_parameter_supported: false,
+            request_uri_parameter_supported: false,
+            // RFC 9207: every authorization response carries `iss`.
+            authorization_response_iss_parameter_supported: true,
         }
     }
 }

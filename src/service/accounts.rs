@@ -108,7 +108,11 @@ async fn issue_link(
     Ok(token)
 }
 
-async fn send_confirmation(state: &AppState, user: &User) -> Result<(), AccountError> {
+async fn send_confirmation(
+    state: &AppState,
+    user: &User,
+    interaction: Option<&str>,
+) -> Result<(), AccountError> {
     let token = issue_link(
         state,
         &user.id,
@@ -125,11 +129,21 @@ async fn send_confirmation(state: &AppState, user: &User) -> Result<(), AccountE
         format!(
             "Hello {name},\n\nConfirm your email address to finish creating your {product} account:\n\n{url}\n\nThe link works once and expires in {hours} hours. If you did not sign up, ignore this email.\n",
             name = user.name,
-            url = link(state, "/confirm", &token),
+            url = confirm_link(state, &token, interaction),
         ),
     )
     .await;
     Ok(())
+}
+
+/// The confirmation link; during an authorization it leads back into it.
+fn confirm_link(state: &AppState, token: &str, interaction: Option<&str>) -> String {
+    let mut url = link(state, "/confirm", token);
+    if let Some(id) = interaction {
+        url.push_str("&interaction=");
+        url.push_str(id);
+    }
+    url
 }
 
 // ---------------------------------------------------------------- sign-up
@@ -141,6 +155,7 @@ pub async fn signup(
     email: &str,
     password: &str,
     name: &str,
+    interaction: Option<&str>,
 ) -> Result<Result<(), FieldErrors>, AccountError> {
     let errors = FieldErrors {
         email: check_email(email),
@@ -166,7 +181,7 @@ pub async fn signup(
     )
     .await;
     match created {
-        Ok(user) => send_confirmation(state, &user).await?,
+        Ok(user) => send_confirmation(state, &user, interaction).await?,
         Err(CreateUserError::EmailTaken) => {
             if let Some(owner) = users::find_by_email(&state.db, email).await? {
                 let product = &state.settings.ui.product_name;
@@ -231,7 +246,7 @@ pub async fn resend_confirmation(state: &AppState, email: &str) -> Result<(), Ac
         && !user.email_verified
         && !user.disabled
     {
-        send_confirmation(state, &user).await?;
+        send_confirmation(state, &user, None).await?;
     }
     Ok(())
 }
@@ -560,7 +575,7 @@ pub async fn create_by_operator(
     })?;
     if !verified {
         // The person confirms the address as after a sign-up.
-        send_confirmation(state, &user).await?;
+        send_confirmation(state, &user, None).await?;
     }
     Ok(user)
 }

@@ -3,5 +3,6 @@
 
 pub mod accounts;
 pub mod clients;
+pub mod oidc;
 pub mod password;
 pub mod totp;

@@ -13,7 +13,6 @@ on_both_backends!(
     openidconnect_discovers_the_provider,
     documents_carry_required_fields,
     every_answer_carries_security_headers,
-    endpoints_not_yet_enabled_answer_in_protocol_shape,
     oversized_body_is_refused_with_413,
 );
 
@@ -129,30 +128,6 @@ async fn every_answer_carries_security_headers(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(response.headers()["x-request-id"], "trace-me-123");
-}
-
-async fn endpoints_not_yet_enabled_answer_in_protocol_shape(backend: Backend) {
-    let app = spawn_app(backend).await;
-    // RFC 6749 §5.2: a JSON error, never cached.
-    let response = app
-        .client
-        .post(app.url("/token"))
-        .form(&[("grant_type", "authorization_code"), ("code", "x")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 400);
-    assert_eq!(response.headers()["cache-control"], "no-store");
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["error"], "unsupported_grant_type");
-
-    // RFC 6749 §4.1.2.1: an unknown client gets a page, never a redirect.
-    let response = app
-        .get("/authorize?client_id=nobody&redirect_uri=https%3A%2F%2Fevil.example%2Fcb&response_type=code")
-        .await;
-    assert_eq!(response.status(), 400);
-    assert!(response.headers().get("location").is_none());
-    assert!(response.text().await.unwrap().contains("role=\"alert\""));
 }
 
 async fn oversized_body_is_refused_with_413(backend: Backend) {

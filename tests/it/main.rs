@@ -12,4 +12,5 @@ mod discovery;
 mod email;
 mod health;
 mod keys;
+mod oidc;
 mod two_factor;

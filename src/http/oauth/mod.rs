@@ -2,3 +2,4 @@
 
 pub mod authorize;
 pub mod token;
+pub mod userinfo;

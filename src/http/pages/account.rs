@@ -12,8 +12,9 @@ use super::{
 };
 use crate::http::cookies;
 use crate::http::csrf::Csrf;
+use crate::http::oauth::authorize::{after_sign_in, with_interaction};
 use crate::service::accounts::{self, FieldErrors, LinkError, LoginError};
-use crate::service::totp;
+use crate::service::{oidc, totp};
 use crate::state::AppState;
 
 csrf_form!(SignupForm {
@@ -32,6 +33,8 @@ csrf_form!(EmptyForm {});
 struct SignupPage {
     page: Layout,
     csrf_token: String,
+    action: String,
+    login: String,
     email: String,
     name: String,
     min_length: usize,
@@ -44,13 +47,23 @@ fn signup_page(
     state: &AppState,
     csrf: &Csrf,
     status: StatusCode,
+    interaction: Option<&str>,
     email: &str,
     name: &str,
     errors: FieldErrors,
 ) -> Response {
+    let (action, login) = match interaction {
+        Some(id) => (
+            with_interaction("/signup", id),
+            with_interaction("/login", id),
+        ),
+        None => ("/signup".to_owned(), "/login".to_owned()),
+    };
     let page = SignupPage {
         page: Layout::new(state, "Create your account"),
         csrf_token: csrf.token(state),
+        action,
+        login,
         email: email.to_owned(),
         name: name.to_owned(),
         min_length: state.settings.password.min_length,
@@ -61,12 +74,34 @@ fn signup_page(
     with_cookie(render(status, &page), csrf.set_cookie.clone())
 }
 
-pub async fn signup_get(State(state): State<AppState>, headers: HeaderMap) -> Response {
+/// `?interaction=ID`: the page is part of an authorization in progress.
+#[derive(Debug, Deserialize)]
+pub struct FlowQuery {
+    #[serde(default)]
+    pub interaction: Option<String>,
+}
+
+pub type FlowInput = Result<Query<FlowQuery>, axum::extract::rejection::QueryRejection>;
+
+pub fn flow(query: FlowInput) -> Option<String> {
+    query
+        .ok()
+        .and_then(|Query(q)| q.interaction)
+        .filter(|i| !i.is_empty())
+}
+
+pub async fn signup_get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: FlowInput,
+) -> Response {
     let csrf = Csrf::for_page(&state, &headers);
+    let interaction = flow(query);
     signup_page(
         &state,
         &csrf,
         StatusCode::OK,
+        interaction.as_deref(),
         "",
         "",
         FieldErrors::default(),
@@ -76,11 +111,21 @@ pub async fn signup_get(State(state): State<AppState>, headers: HeaderMap) -> Re
 pub async fn signup_post(
     State(state): State<AppState>,
     headers: HeaderMap,
+    query: FlowInput,
     form: FormInput<SignupForm>,
 ) -> Response {
+    let interaction = flow(query);
     let result = async {
         let form = checked_form(&state, &headers, form)?;
-        match accounts::signup(&state, &form.email, &form.password, &form.name).await? {
+        let signed_up = accounts::signup(
+            &state,
+            &form.email,
+            &form.password,
+            &form.name,
+            interaction.as_deref(),
+        )
+        .await?;
+        match signed_up {
             Ok(()) => Ok(message(
                 &state,
                 StatusCode::OK,
@@ -94,6 +139,7 @@ pub async fn signup_post(
                     &state,
                     &csrf,
                     StatusCode::BAD_REQUEST,
+                    interaction.as_deref(),
                     &form.email,
                     &form.name,
                     errors,
@@ -111,6 +157,8 @@ pub async fn signup_post(
 pub struct TokenQuery {
     #[serde(default)]
     pub token: String,
+    #[serde(default)]
+    pub interaction: Option<String>,
 }
 
 pub fn link_problem(state: &AppState, error: LinkError) -> Response {
@@ -142,15 +190,22 @@ pub async fn confirm_get(
     State(state): State<AppState>,
     query: Result<Query<TokenQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let token = query.map(|Query(q)| q.token).unwrap_or_default();
+    let (token, interaction) = query
+        .map(|Query(q)| (q.token, q.interaction))
+        .unwrap_or_default();
     let result = async {
+        // Back into the authorization that the sign-up started from, if any.
+        let sign_in = match interaction.as_deref() {
+            Some(id) if !id.is_empty() => with_interaction("/login", id),
+            _ => "/login".to_owned(),
+        };
         Ok(match accounts::confirm_email(&state, &token).await? {
             Ok(()) => message(
                 &state,
                 StatusCode::OK,
                 "Email confirmed",
                 "Your email address is confirmed. You can sign in now.",
-                Some(("/login", "Sign in")),
+                Some((&sign_in, "Sign in")),
             ),
             Err(e) => link_problem(&state, e),
         })
@@ -188,6 +243,9 @@ pub async fn confirm_resend_post(
 struct LoginPage {
     page: Layout,
     csrf_token: String,
+    /// `/login`, or `/login?interaction=ID` during an authorization.
+    action: String,
+    signup: String,
     email: String,
     error: Option<String>,
     notice: Option<String>,
@@ -201,18 +259,29 @@ struct UnconfirmedPage {
     email: String,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn login_page(
     state: &AppState,
     headers: &HeaderMap,
     status: StatusCode,
+    interaction: Option<&str>,
     email: &str,
     error: Option<String>,
     notice: Option<&str>,
 ) -> Response {
     let csrf = Csrf::for_page(state, headers);
+    let (action, signup) = match interaction {
+        Some(id) => (
+            with_interaction("/login", id),
+            with_interaction("/signup", id),
+        ),
+        None => ("/login".to_owned(), "/signup".to_owned()),
+    };
     let page = LoginPage {
         page: Layout::new(state, "Sign in"),
         csrf_token: csrf.token(state),
+        action,
+        signup,
         email: email.to_owned(),
         error,
         notice: notice.map(str::to_owned),
@@ -226,6 +295,8 @@ pub struct LoginQuery {
     pub signed_out: Option<String>,
     #[serde(default)]
     pub reset: Option<String>,
+    #[serde(default)]
+    pub interaction: Option<String>,
 }
 
 pub async fn login_get(
@@ -234,12 +305,23 @@ pub async fn login_get(
     query: Result<Query<LoginQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let result = async {
-        match visitor(&state, &headers).await? {
-            Visitor::SignedIn(_) => return Ok(see_other("/profile")),
-            Visitor::NeedsSecondFactor(_) => return Ok(see_other("/login/2fa")),
-            Visitor::Anonymous => {}
-        }
         let query = query.ok().map(|Query(q)| q);
+        let interaction = query.as_ref().and_then(|q| q.interaction.clone());
+        // During an authorization the form is shown even to a signed-in
+        // browser: prompt=login and max_age send people here for a new sign-in.
+        let mut email = String::new();
+        match &interaction {
+            Some(id) => {
+                if let Some(found) = oidc::find_interaction(&state, id).await? {
+                    email = found.request.login_hint.unwrap_or_default();
+                }
+            }
+            None => match visitor(&state, &headers).await? {
+                Visitor::SignedIn(_) => return Ok(see_other("/profile")),
+                Visitor::NeedsSecondFactor(_) => return Ok(see_other("/login/2fa")),
+                Visitor::Anonymous => {}
+            },
+        }
         let notice = match &query {
             Some(q) if q.signed_out.is_some() => Some("You are signed out."),
             Some(q) if q.reset.is_some() => Some("Your password is changed. Sign in with it."),
@@ -249,7 +331,8 @@ pub async fn login_get(
             &state,
             &headers,
             StatusCode::OK,
-            "",
+            interaction.as_deref(),
+            &email,
             None,
             notice,
         ))
@@ -273,25 +356,36 @@ pub fn retry_after_text(secs: u64) -> String {
 pub async fn login_post(
     State(state): State<AppState>,
     headers: HeaderMap,
+    query: Result<Query<LoginQuery>, axum::extract::rejection::QueryRejection>,
     form: FormInput<LoginForm>,
 ) -> Response {
+    let interaction = query.ok().and_then(|Query(q)| q.interaction);
+    let interaction = interaction.as_deref();
     let result = async {
         let form = checked_form(&state, &headers, form)?;
         Ok(match accounts::login(&state, &form.email, &form.password).await? {
             Ok(session) => {
+                // A sign-in replaces whatever session this browser had.
+                if let Some(old) = super::session_token(&state, &headers) {
+                    accounts::end_session(&state, &old).await?;
+                }
                 // With 2FA on, this session has only the password so far;
                 // the code prompt completes it (and gives it a new id).
                 let next = if totp::is_enabled(&state, &session.user.id).await? {
-                    "/login/2fa"
+                    match interaction {
+                        Some(id) => with_interaction("/login/2fa", id),
+                        None => "/login/2fa".to_owned(),
+                    }
                 } else {
-                    "/profile"
+                    after_sign_in(interaction)
                 };
-                with_cookie(see_other(next), Some(session_cookie(&state, &session.token)))
+                with_cookie(see_other(&next), Some(session_cookie(&state, &session.token)))
             }
             Err(LoginError::Invalid) => login_page(
                 &state,
                 &headers,
                 StatusCode::UNAUTHORIZED,
+                interaction,
                 &form.email,
                 Some(LOGIN_FAILED.to_owned()),
                 None,
@@ -301,6 +395,7 @@ pub async fn login_post(
                     &state,
                     &headers,
                     StatusCode::TOO_MANY_REQUESTS,
+                    interaction,
                     &form.email,
                     Some(retry_after_text(retry_after_secs)),
                     None,

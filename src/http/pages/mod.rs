@@ -208,8 +208,7 @@ pub enum Visitor {
 }
 
 pub async fn visitor(state: &AppState, headers: &HeaderMap) -> Result<Visitor, PageError> {
-    let name = cookies::name(cookies::SESSION, state.https());
-    let Some(token) = cookies::get(headers, &name) else {
+    let Some(token) = session_token(state, headers) else {
         return Ok(Visitor::Anonymous);
     };
     let Some((session, user)) = accounts::current_session(state, &token).await? else {
@@ -239,6 +238,11 @@ pub async fn require_signed_in(
         Visitor::NeedsSecondFactor(_) => Err(see_other("/login/2fa")),
         Visitor::Anonymous => Err(see_other("/login")),
     })
+}
+
+/// The session cookie's value in the request, if any.
+pub fn session_token(state: &AppState, headers: &HeaderMap) -> Option<String> {
+    cookies::get(headers, &cookies::name(cookies::SESSION, state.https()))
 }
 
 /// The session cookie carrying `token`.

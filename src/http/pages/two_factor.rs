@@ -6,13 +6,15 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 
+use super::account::{FlowInput, flow};
 use super::profile::{TwoFactorStatus, profile_page};
 use super::{
-    FormInput, Layout, PageError, SignedIn, Visitor, checked_form, csrf_form, render,
-    require_signed_in, respond, see_other, session_cookie, visitor, with_cookie,
+    FormInput, Layout, PageError, SignedIn, checked_form, csrf_form, render, require_signed_in,
+    respond, see_other, session_cookie, with_cookie,
 };
 use crate::http::client_ip::ClientIp;
 use crate::http::csrf::Csrf;
+use crate::http::oauth::authorize::{after_sign_in, with_interaction};
 use crate::service::accounts;
 use crate::service::totp::{self, CodeError, DeactivateError};
 use crate::state::AppState;
@@ -75,29 +77,65 @@ fn no_store(mut response: Response) -> Response {
 struct ChallengePage {
     page: Layout,
     csrf_token: String,
+    action: String,
     error: Option<String>,
+}
+
+fn in_flow(path: &str, interaction: Option<&str>) -> String {
+    match interaction {
+        Some(id) => with_interaction(path, id),
+        None => path.to_owned(),
+    }
 }
 
 fn challenge_page(
     state: &AppState,
     who: &SignedIn,
     status: StatusCode,
+    interaction: Option<&str>,
     error: Option<String>,
 ) -> Response {
     let page = ChallengePage {
         page: Layout::new(state, "Enter your code"),
         csrf_token: Csrf::for_session(&who.token).token(state),
+        action: in_flow("/login/2fa", interaction),
         error,
     };
     render(status, &page)
 }
 
-pub async fn login_2fa_get(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub async fn login_2fa_get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: FlowInput,
+) -> Response {
+    let interaction = flow(query);
+    let interaction = interaction.as_deref();
     let result = async {
-        Ok(match visitor(&state, &headers).await? {
-            Visitor::NeedsSecondFactor(who) => challenge_page(&state, &who, StatusCode::OK, None),
-            Visitor::SignedIn(_) => see_other("/profile"),
-            Visitor::Anonymous => see_other("/login"),
+        let session = match super::session_token(&state, &headers) {
+            Some(token) => {
+                accounts::current_session(&state, &token)
+                    .await?
+                    .map(|(session, user)| SignedIn {
+                        session,
+                        user,
+                        token,
+                    })
+            }
+            None => None,
+        };
+        Ok(match session {
+            // The prompt for whoever owes a code: a 2FA account after its
+            // password, or, during an authorization that asks for MFA, any
+            // session that has not passed one yet.
+            Some(who)
+                if who.session.otp_at.is_none()
+                    && totp::is_enabled(&state, &who.user.id).await? =>
+            {
+                challenge_page(&state, &who, StatusCode::OK, interaction, None)
+            }
+            Some(_) => see_other(&after_sign_in(interaction)),
+            None => see_other(&in_flow("/login", interaction)),
         })
     }
     .await;
@@ -108,13 +146,33 @@ pub async fn login_2fa_post(
     State(state): State<AppState>,
     ip: ClientIp,
     headers: HeaderMap,
+    query: FlowInput,
     form: FormInput<CodeForm>,
 ) -> Response {
+    let interaction = flow(query);
+    let interaction = interaction.as_deref();
     let result = async {
-        let who = match visitor(&state, &headers).await? {
-            Visitor::NeedsSecondFactor(who) => who,
-            Visitor::SignedIn(_) => return Ok(see_other("/profile")),
-            Visitor::Anonymous => return Ok(see_other("/login")),
+        let who = match super::session_token(&state, &headers) {
+            Some(token) => {
+                accounts::current_session(&state, &token)
+                    .await?
+                    .map(|(session, user)| SignedIn {
+                        session,
+                        user,
+                        token,
+                    })
+            }
+            None => None,
+        };
+        let who = match who {
+            Some(who)
+                if who.session.otp_at.is_none()
+                    && totp::is_enabled(&state, &who.user.id).await? =>
+            {
+                who
+            }
+            Some(_) => return Ok(see_other(&after_sign_in(interaction))),
+            None => return Ok(see_other(&in_flow("/login", interaction))),
         };
         let form = checked_form(&state, &headers, form)?;
         match totp::verify_second_factor(&state, &who.user, &form.code, ip.as_deref()).await? {
@@ -122,7 +180,7 @@ pub async fn login_2fa_post(
                 let token = accounts::add_second_factor(&state, &who.token, &who.session).await?;
                 tracing::info!(user_id = %who.user.id, "second factor passed");
                 Ok(with_cookie(
-                    see_other("/profile"),
+                    see_other(&after_sign_in(interaction)),
                     Some(session_cookie(&state, &token)),
                 ))
             }
@@ -131,6 +189,7 @@ pub async fn login_2fa_post(
                     &state,
                     &who,
                     code_status(&error),
+                    interaction,
                     Some(code_problem(&error)),
                 ),
                 &error,
@@ -148,6 +207,7 @@ pub async fn login_2fa_post(
 struct ActivatePage {
     page: Layout,
     csrf_token: String,
+    action: String,
     qr_svg: String,
     secret: String,
     digits: u8,
@@ -162,6 +222,9 @@ struct RecoveryCodesPage {
     heading: String,
     lead: String,
     codes: Vec<String>,
+    /// During an authorization: the "Continue" form back into it.
+    continue_action: Option<String>,
+    csrf_token: String,
 }
 
 /// The QR code as inline SVG, without the XML prolog, labelled for screen readers.
@@ -185,16 +248,18 @@ async fn activate_page(
     state: &AppState,
     who: &SignedIn,
     status: StatusCode,
+    interaction: Option<&str>,
     error: Option<String>,
 ) -> Result<Response, PageError> {
     let Some(activation) = totp::begin_activation(state, &who.user).await? else {
         // Already on: nothing to activate.
-        return Ok(see_other("/profile"));
+        return Ok(see_other(&after_sign_in(interaction)));
     };
     let params = state.settings.totp.params();
     let page = ActivatePage {
         page: Layout::new(state, "Activate two-factor authentication"),
         csrf_token: Csrf::for_session(&who.token).token(state),
+        action: in_flow("/profile/2fa/activate", interaction),
         qr_svg: qr_svg(&activation.otpauth_uri)?,
         secret: activation.secret_base32,
         digits: params.digits,
@@ -204,13 +269,18 @@ async fn activate_page(
     Ok(no_store(render(status, &page)))
 }
 
-pub async fn activate_get(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub async fn activate_get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: FlowInput,
+) -> Response {
+    let interaction = flow(query);
     let result = async {
         let who = match require_signed_in(&state, &headers).await? {
             Ok(who) => who,
             Err(redirect) => return Ok(redirect),
         };
-        activate_page(&state, &who, StatusCode::OK, None).await
+        activate_page(&state, &who, StatusCode::OK, interaction.as_deref(), None).await
     }
     .await;
     respond(&state, result)
@@ -220,8 +290,11 @@ pub async fn activate_post(
     State(state): State<AppState>,
     ip: ClientIp,
     headers: HeaderMap,
+    query: FlowInput,
     form: FormInput<CodeForm>,
 ) -> Response {
+    let interaction = flow(query);
+    let interaction = interaction.as_deref();
     let result = async {
         let who = match require_signed_in(&state, &headers).await? {
             Ok(who) => who,
@@ -237,16 +310,26 @@ pub async fn activate_post(
                     heading: "Two-factor authentication is on".into(),
                     lead: "Your account is secured: from now on, signing in asks for a code from your app.".into(),
                     codes,
+                    continue_action: interaction
+                        .map(|id| with_interaction("/authorize/resume", id)),
+                    // The form posts with the renewed session's cookie.
+                    csrf_token: Csrf::for_session(&token).token(&state),
                 };
                 Ok(with_cookie(
                     no_store(render(StatusCode::OK, &page)),
                     Some(session_cookie(&state, &token)),
                 ))
             }
-            Err(CodeError::NoCredential) => Ok(see_other("/profile")),
+            Err(CodeError::NoCredential) => Ok(see_other(&after_sign_in(interaction))),
             Err(error) => Ok(with_retry_after(
-                activate_page(&state, &who, code_status(&error), Some(code_problem(&error)))
-                    .await?,
+                activate_page(
+                    &state,
+                    &who,
+                    code_status(&error),
+                    interaction,
+                    Some(code_problem(&error)),
+                )
+                .await?,
                 &error,
             )),
         }
@@ -300,6 +383,8 @@ pub async fn recovery_codes_post(
                     heading: "New recovery codes".into(),
                     lead: "Your old recovery codes no longer work.".into(),
                     codes,
+                    continue_action: None,
+                    csrf_token: String::new(),
                 };
                 Ok(no_store(render(StatusCode::OK, &page)))
             }

@@ -1,0 +1,539 @@
+//! The authorization pipeline (PRODUCT.md): a validated request becomes an
+//! interaction, each step (login → second factor → consent) is decided by
+//! `decide` from the session and the request, and the end is a single-use
+//! code; the token endpoint turns that code into tokens.
+
+use crate::crypto::{random_token, sha256_hex};
+use crate::protocol::authorize::{AuthorizationRequest, RedirectError, ResponseMode};
+use crate::protocol::error::{OAuthError, OAuthErrorCode};
+use crate::protocol::jwt::{self, AccessTokenClaims, IdTokenClaims};
+use crate::protocol::pkce;
+use crate::protocol::scope::Scopes;
+use crate::service::accounts::AccountError;
+use crate::service::clients::Client;
+use crate::service::totp;
+use crate::state::AppState;
+use crate::store::entities::authorization_codes::Model as Code;
+use crate::store::entities::interactions::Model as InteractionRow;
+use crate::store::entities::sessions::Model as Session;
+use crate::store::entities::users::Model as User;
+use crate::store::{access_tokens, authorization_codes, consents, interactions, users};
+
+/// `acr` values (PRODUCT.md): password alone, or password and a second factor.
+pub const ACR_PWD: &str = "urn:stepgate:acr:pwd";
+pub const ACR_MFA: &str = "urn:stepgate:acr:mfa";
+
+fn now(state: &AppState) -> i64 {
+    state.clock.now().timestamp()
+}
+
+/// A stored authorization request and its raw id (the id travels in page
+/// URLs; the database keeps its hash).
+pub struct Interaction {
+    pub id: String,
+    pub row: InteractionRow,
+    pub request: AuthorizationRequest,
+}
+
+/// Stores a validated request; returns its id.
+pub async fn start_interaction(
+    state: &AppState,
+    request: &AuthorizationRequest,
+) -> Result<String, AccountError> {
+    let id = random_token();
+    let now = now(state);
+    let json = serde_json::to_string(request).expect("requests serialize");
+    interactions::create(
+        &state.db,
+        &sha256_hex(&id),
+        &request.client_id,
+        &json,
+        now,
+        now.saturating_add(state.settings.oauth.interaction_ttl_secs as i64),
+    )
+    .await?;
+    Ok(id)
+}
+
+/// The live interaction with this id, if any.
+pub async fn find_interaction(
+    state: &AppState,
+    id: &str,
+) -> Result<Option<Interaction>, AccountError> {
+    let Some(row) = interactions::find_live(&state.db, &sha256_hex(id), now(state)).await? else {
+        return Ok(None);
+    };
+    let Ok(request) = serde_json::from_str::<AuthorizationRequest>(&row.request) else {
+        return Ok(None);
+    };
+    Ok(Some(Interaction {
+        id: id.to_owned(),
+        row,
+        request,
+    }))
+}
+
+/// Where the pipeline goes next.
+#[derive(Debug)]
+pub enum Next {
+    Login,
+    SecondFactor,
+    /// The user has no 2FA but this sign-in needs it: activate it in-flow.
+    EnrollSecondFactor,
+    Consent,
+    /// Done: redirect to the client with these parameters.
+    Respond(AuthorizationResponse),
+    /// Redirect to the client with an error (`prompt=none`, …).
+    Fail(RedirectError),
+}
+
+#[derive(Debug)]
+pub struct AuthorizationResponse {
+    pub redirect_uri: String,
+    pub response_mode: ResponseMode,
+    /// `code`, `state` (when sent) and `iss` (RFC 9207).
+    pub params: Vec<(String, String)>,
+}
+
+fn fail(request: &AuthorizationRequest, code: OAuthErrorCode, description: &str) -> Next {
+    Next::Fail(RedirectError {
+        redirect_uri: request.redirect_uri.clone(),
+        response_mode: request.response_mode,
+        state: request.state.clone(),
+        error: OAuthError::new(code, description),
+    })
+}
+
+/// Whether this sign-in must include a second factor: the user has 2FA on,
+/// the client requires it, or the request asks for the MFA `acr`.
+async fn mfa_required(
+    state: &AppState,
+    client: &Client,
+    request: &AuthorizationRequest,
+    user: &User,
+) -> Result<bool, AccountError> {
+    Ok(client.require_mfa
+        || request.acr_values.iter().any(|v| v == ACR_MFA)
+        || totp::is_enabled(state, &user.id).await?)
+}
+
+/// The interaction policy (OIDC Core §3.1.2.1–§3.1.2.6), one check at a time.
+pub async fn decide(
+    state: &AppState,
+    interaction: &Interaction,
+    client: &Client,
+    session: Option<&(Session, User)>,
+) -> Result<Next, AccountError> {
+    let request = &interaction.request;
+    let now = now(state);
+    let none = request.prompt.none;
+
+    // 1. A session at all.
+    let Some((session, user)) = session else {
+        return Ok(if none {
+            fail(
+                request,
+                OAuthErrorCode::LoginRequired,
+                "no one is signed in",
+            )
+        } else {
+            Next::Login
+        });
+    };
+
+    // 2. A fresh enough password step: prompt=login and max_age ask for a
+    // sign-in during this request (a new auth_time).
+    let signed_in_for_this = session.pwd_at >= interaction.row.created_at;
+    let too_old = request
+        .max_age
+        .is_some_and(|max| now.saturating_sub(session.pwd_at) > max as i64);
+    if (request.prompt.login || too_old) && !signed_in_for_this {
+        return Ok(if none {
+            fail(
+                request,
+                OAuthErrorCode::LoginRequired,
+                "a new sign-in is required",
+            )
+        } else {
+            Next::Login
+        });
+    }
+
+    // 3. id_token_hint names the expected user (OIDC Core §3.1.2.1).
+    if let Some(hint) = &request.id_token_hint
+        && hint_subject(state, hint).as_deref() != Some(user.id.as_str())
+    {
+        return Ok(if none {
+            fail(
+                request,
+                OAuthErrorCode::LoginRequired,
+                "the signed-in user is not the one id_token_hint names",
+            )
+        } else if signed_in_for_this {
+            // They signed in again during this request: that is the answer.
+            return second_and_consent(state, interaction, client, session, user).await;
+        } else {
+            Next::Login
+        });
+    }
+
+    second_and_consent(state, interaction, client, session, user).await
+}
+
+async fn second_and_consent(
+    state: &AppState,
+    interaction: &Interaction,
+    client: &Client,
+    session: &Session,
+    user: &User,
+) -> Result<Next, AccountError> {
+    let request = &interaction.request;
+    let none = request.prompt.none;
+
+    // 4. The second factor, when required and not yet passed in this session.
+    if session.otp_at.is_none() && mfa_required(state, client, request, user).await? {
+        if none {
+            return Ok(fail(
+                request,
+                OAuthErrorCode::InteractionRequired,
+                "a second factor is required",
+            ));
+        }
+        return Ok(if totp::is_enabled(state, &user.id).await? {
+            Next::SecondFactor
+        } else {
+            Next::EnrollSecondFactor
+        });
+    }
+
+    // 5. Consent, unless first-party or remembered for these scopes
+    // (prompt=consent asks again: satisfied only by a consent given during
+    // this request).
+    if !client.first_party {
+        let remembered = consents::get(&state.db, &user.id, &client.client_id).await?;
+        let covered = remembered.as_ref().is_some_and(|c| {
+            request.scope.is_subset(&Scopes::parse(&c.scope))
+                && (!request.prompt.consent || c.granted_at >= interaction.row.created_at)
+        });
+        if !covered {
+            return Ok(if none {
+                fail(
+                    request,
+                    OAuthErrorCode::ConsentRequired,
+                    "consent is required",
+                )
+            } else {
+                Next::Consent
+            });
+        }
+    }
+
+    // 6. Done: the interaction is used up, a code is issued.
+    if !interactions::complete(&state.db, &interaction.row.id_hash, now(state)).await? {
+        return Ok(fail(
+            request,
+            OAuthErrorCode::InvalidRequest,
+            "this authorization request was already completed",
+        ));
+    }
+    let code = issue_code(state, request, session, user).await?;
+    let mut params = vec![("code".to_owned(), code)];
+    if let Some(s) = &request.state {
+        params.push(("state".to_owned(), s.clone()));
+    }
+    params.push(("iss".to_owned(), state.settings.issuer.clone()));
+    Ok(Next::Respond(AuthorizationResponse {
+        redirect_uri: request.redirect_uri.clone(),
+        response_mode: request.response_mode,
+        params,
+    }))
+}
+
+/// The subject of an ID token we issued (signature and issuer checked,
+/// expiry not: OIDC Core §3.1.2.1 allows an expired hint).
+fn hint_subject(state: &AppState, token: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Sub {
+        sub: String,
+    }
+    jwt::decode_rs256::<Sub>(token, None, &state.settings.issuer, i64::MIN, |kid| {
+        public_key(state, kid)
+    })
+    .ok()
+    .map(|s| s.sub)
+}
+
+/// The (n, e) of our signing key with this kid.
+pub fn public_key(state: &AppState, kid: &str) -> Option<(Vec<u8>, Vec<u8>)> {
+    state
+        .keys
+        .signing_keys()
+        .iter()
+        .find(|k| k.kid == kid)
+        .map(|k| k.public_components())
+}
+
+/// Records the user's consent to the request's scopes for its client.
+pub async fn grant_consent(
+    state: &AppState,
+    user_id: &str,
+    request: &AuthorizationRequest,
+) -> Result<(), AccountError> {
+    // Remember the union with what was granted before, so one narrower
+    // request does not shrink an earlier, wider consent.
+    let mut scope = request.scope.clone();
+    if let Some(previous) = consents::get(&state.db, user_id, &request.client_id).await? {
+        scope.0.extend(Scopes::parse(&previous.scope).0);
+    }
+    consents::put(
+        &state.db,
+        user_id,
+        &request.client_id,
+        &scope.to_wire(),
+        now(state),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Ends an interaction with `access_denied` (consent refused).
+pub async fn deny(state: &AppState, interaction: &Interaction) -> Result<Next, AccountError> {
+    interactions::complete(&state.db, &interaction.row.id_hash, now(state)).await?;
+    Ok(fail(
+        &interaction.request,
+        OAuthErrorCode::AccessDenied,
+        "the user did not allow access",
+    ))
+}
+
+fn assurance(session: &Session) -> (&'static str, Vec<String>) {
+    // RFC 8176: "pwd", "otp", and "mfa" when more than one factor was used.
+    if session.otp_at.is_some() {
+        (ACR_MFA, vec!["pwd".into(), "otp".into(), "mfa".into()])
+    } else {
+        (ACR_PWD, vec!["pwd".into()])
+    }
+}
+
+async fn issue_code(
+    state: &AppState,
+    request: &AuthorizationRequest,
+    session: &Session,
+    user: &User,
+) -> Result<String, AccountError> {
+    let code = random_token();
+    let now = now(state);
+    let (acr, amr) = assurance(session);
+    authorization_codes::create(
+        &state.db,
+        Code {
+            code_hash: sha256_hex(&code),
+            client_id: request.client_id.clone(),
+            user_id: user.id.clone(),
+            redirect_uri: request.redirect_uri.clone(),
+            code_challenge: request.code_challenge.clone(),
+            nonce: request.nonce.clone(),
+            scope: request.scope.to_wire(),
+            sid: session.sid.clone().unwrap_or_default(),
+            auth_time: session.pwd_at,
+            acr: acr.to_owned(),
+            amr: amr.join(" "),
+            created_at: now,
+            expires_at: now.saturating_add(state.settings.oauth.code_ttl_secs as i64),
+            used_at: None,
+        },
+    )
+    .await?;
+    Ok(code)
+}
+
+// ---------------------------------------------------------------- token endpoint
+
+/// A successful token response (RFC 6749 §5.1, OIDC Core §3.1.3.3).
+#[derive(Debug, serde::Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+}
+
+/// The `authorization_code` grant (RFC 6749 §4.1.3, RFC 7636 §4.6).
+pub async fn redeem_code(
+    state: &AppState,
+    client: &Client,
+    code: &str,
+    redirect_uri: Option<&str>,
+    code_verifier: Option<&str>,
+) -> Result<Result<TokenResponse, OAuthError>, AccountError> {
+    let now = now(state);
+    let code_hash = sha256_hex(code);
+    let invalid = |d: &str| Ok(Err(OAuthError::invalid_grant(d)));
+    let Some(row) = authorization_codes::find(&state.db, &code_hash).await? else {
+        return invalid("the code is not valid");
+    };
+    if row.used_at.is_some() {
+        // RFC 6749 §4.1.2: a code used twice revokes what it was exchanged for.
+        let revoked = access_tokens::revoke_for_code(&state.db, &code_hash, now).await?;
+        tracing::warn!(client_id = %client.client_id, revoked, "authorization code replayed");
+        return invalid("the code was already used");
+    }
+    if row.expires_at <= now {
+        return invalid("the code has expired");
+    }
+    if row.client_id != client.client_id {
+        return invalid("the code was issued to another client");
+    }
+    // RFC 6749 §4.1.3: the same redirect_uri as in the authorization request.
+    if redirect_uri != Some(row.redirect_uri.as_str()) {
+        return invalid("redirect_uri does not match the authorization request");
+    }
+    match (&row.code_challenge, code_verifier) {
+        (Some(challenge), Some(verifier)) => {
+            if let Err(e) = pkce::check_code_verifier(verifier) {
+                return Ok(Err(e));
+            }
+            if !pkce::verify_s256(verifier, challenge) {
+                return invalid("code_verifier does not match the code_challenge");
+            }
+        }
+        (Some(_), None) => return invalid("code_verifier is required"),
+        // RFC 9700 §2.1.1: a verifier without a challenge is refused, so a
+        // PKCE downgrade cannot pass unnoticed.
+        (None, Some(_)) => return invalid("code_verifier sent but no code_challenge was"),
+        (None, None) => {}
+    }
+    let Some(user) = users::find_by_id(&state.db, &row.user_id).await? else {
+        return invalid("the user no longer exists");
+    };
+    if user.disabled {
+        return invalid("the user is disabled");
+    }
+    if !authorization_codes::redeem(&state.db, &code_hash, now).await? {
+        // Lost a race with another redemption of the same code.
+        access_tokens::revoke_for_code(&state.db, &code_hash, now).await?;
+        return invalid("the code was already used");
+    }
+
+    let scope = Scopes::parse(&row.scope);
+    let amr: Vec<String> = row.amr.split(' ').map(str::to_owned).collect();
+    let ttl = state.settings.oauth.access_token_ttl_secs;
+    let jti = random_token();
+    let key = state.keys.active();
+    let access_claims = AccessTokenClaims {
+        iss: state.settings.issuer.clone(),
+        sub: user.id.clone(),
+        aud: state.settings.issuer.clone(),
+        client_id: client.client_id.clone(),
+        exp: now + ttl as i64,
+        iat: now,
+        jti: jti.clone(),
+        scope: scope.to_wire(),
+        auth_time: Some(row.auth_time),
+        acr: Some(row.acr.clone()),
+        amr: Some(amr.clone()),
+    };
+    let access_token = jwt::encode_rs256(&key.kid, "at+jwt", &access_claims, |m| key.sign_rs256(m));
+    access_tokens::create(
+        &state.db,
+        access_tokens::NewAccessToken {
+            jti: &jti,
+            client_id: &client.client_id,
+            user_id: Some(&user.id),
+            scope: &scope.to_wire(),
+            code_hash: Some(&code_hash),
+            issued_at: now,
+            expires_at: now + ttl as i64,
+        },
+    )
+    .await?;
+
+    let id_token = scope.contains("openid").then(|| {
+        let claims = IdTokenClaims {
+            iss: state.settings.issuer.clone(),
+            sub: user.id.clone(),
+            aud: client.client_id.clone(),
+            exp: now + state.settings.oauth.id_token_ttl_secs as i64,
+            iat: now,
+            auth_time: row.auth_time,
+            nonce: row.nonce.clone(),
+            acr: row.acr.clone(),
+            amr: amr.clone(),
+            at_hash: jwt::at_hash(&access_token),
+            sid: row.sid.clone(),
+            name: scope.contains("profile").then(|| user.name.clone()),
+            email: scope.contains("email").then(|| user.email.clone()),
+            email_verified: scope.contains("email").then_some(user.email_verified),
+        };
+        jwt::encode_rs256(&key.kid, "JWT", &claims, |m| key.sign_rs256(m))
+    });
+
+    Ok(Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: ttl,
+        scope: scope.to_wire(),
+        id_token,
+    }))
+}
+
+// ---------------------------------------------------------------- userinfo
+
+/// Why a bearer token was refused (RFC 6750 §3.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BearerError {
+    InvalidToken(&'static str),
+    InsufficientScope,
+}
+
+/// The claims `/userinfo` returns for an access token (OIDC Core §5.3),
+/// by granted scope.
+pub async fn userinfo(
+    state: &AppState,
+    token: &str,
+) -> Result<Result<serde_json::Value, BearerError>, AccountError> {
+    let now = now(state);
+    let claims = match jwt::decode_rs256::<AccessTokenClaims>(
+        token,
+        Some("at+jwt"),
+        &state.settings.issuer,
+        now,
+        |kid| public_key(state, kid),
+    ) {
+        Ok(c) => c,
+        Err(_) => {
+            return Ok(Err(BearerError::InvalidToken(
+                "the access token is not valid",
+            )));
+        }
+    };
+    if access_tokens::find_live(&state.db, &claims.jti, now)
+        .await?
+        .is_none()
+    {
+        return Ok(Err(BearerError::InvalidToken(
+            "the access token was revoked or has expired",
+        )));
+    }
+    let scope = Scopes::parse(&claims.scope);
+    if !scope.contains("openid") {
+        return Ok(Err(BearerError::InsufficientScope));
+    }
+    let Some(user) = users::find_by_id(&state.db, &claims.sub).await? else {
+        return Ok(Err(BearerError::InvalidToken("the user no longer exists")));
+    };
+    if user.disabled {
+        return Ok(Err(BearerError::InvalidToken("the user is disabled")));
+    }
+    let mut out = serde_json::json!({ "sub": user.id });
+    if scope.contains("profile") {
+        out["name"] = user.name.clone().into();
+    }
+    if scope.contains("email") {
+        out["email"] = user.email.clone().into();
+        out["email_verified"] = user.email_verified.into();
+    }
+    Ok(Ok(out))
+}
