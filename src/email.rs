@@ -232,8 +232,13 @@ fn write_to_outbox(dir: &Path, bytes: &[u8]) -> Result<PathBuf, EmailError> {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
     let random = random_hex::<8>().map_err(|e| outbox_error(dir, e))?;
+    // Messages written in the same millisecond keep their order through a
+    // per-process sequence number; the random part keeps nodes sharing one
+    // outbox apart.
+    static SEQUENCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 1_000_000;
     // 13 digits until the year 2286, so names sort by time as strings too.
-    let name = format!("{millis:013}-{random}.eml");
+    let name = format!("{millis:013}-{seq:06}-{random}.eml");
     let path = dir.join(&name);
     let tmp = dir.join(format!(".{name}.tmp"));
     let result = (|| {
@@ -675,13 +680,40 @@ mod tests {
             .unwrap();
         let files = outbox(&dir.0);
         let name = files[0].file_name().unwrap().to_str().unwrap();
-        let (millis, random) = name.strip_suffix(".eml").unwrap().split_once('-').unwrap();
+        let parts: Vec<&str> = name.strip_suffix(".eml").unwrap().split('-').collect();
+        let [millis, seq, random] = parts[..] else {
+            panic!("{name}")
+        };
         assert_eq!(millis.len(), 13, "{name}");
         assert!(millis.parse::<u128>().unwrap() >= before, "{name}");
+        assert_eq!(seq.len(), 6, "{name}");
         assert_eq!(random.len(), 16, "{name}");
         use std::os::unix::fs::PermissionsExt;
         let mode = fs::metadata(&files[0]).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[tokio::test]
+    async fn messages_keep_their_order_within_one_millisecond() {
+        let dir = TempDir::new();
+        let mailer = Mailer::from_settings(&file_settings(&dir.0)).unwrap();
+        for i in 0..20 {
+            mailer
+                .send(email("ann@example.com", &format!("n{i:02}"), "x"))
+                .await
+                .unwrap();
+        }
+        let subjects: Vec<String> = outbox(&dir.0)
+            .iter()
+            .map(|f| {
+                parse_eml(&fs::read(f).unwrap())
+                    .header("Subject")
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        let expected: Vec<String> = (0..20).map(|i| format!("n{i:02}")).collect();
+        assert_eq!(subjects, expected);
     }
 
     #[tokio::test]
