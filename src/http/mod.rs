@@ -85,6 +85,10 @@ pub fn router(state: AppState) -> Router {
             get(pages::two_factor::login_2fa_get).post(pages::two_factor::login_2fa_post),
         )
         .route(
+            "/profile/consents/revoke",
+            axum::routing::post(pages::profile::consent_revoke_post),
+        )
+        .route(
             "/profile/2fa/activate",
             get(pages::two_factor::activate_get).post(pages::two_factor::activate_post),
         )

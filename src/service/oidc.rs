@@ -296,6 +296,18 @@ pub async fn grant_consent(
     Ok(())
 }
 
+/// Forgets a user's consent to a client and revokes the access tokens the
+/// client holds for them (the next request asks again).
+pub async fn revoke_consent(
+    state: &AppState,
+    user_id: &str,
+    client_id: &str,
+) -> Result<(), AccountError> {
+    consents::delete(&state.db, user_id, client_id).await?;
+    access_tokens::revoke_for_user_client(&state.db, user_id, client_id, now(state)).await?;
+    Ok(())
+}
+
 /// Ends an interaction with `access_denied` (consent refused).
 pub async fn deny(state: &AppState, interaction: &Interaction) -> Result<Next, AccountError> {
     interactions::complete(&state.db, &interaction.row.id_hash, now(state)).await?;

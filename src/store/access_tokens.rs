@@ -62,3 +62,20 @@ pub async fn revoke_for_code(
         .await
         .map(|r| r.rows_affected)
 }
+
+/// Revokes a user's tokens held by one client (consent withdrawn).
+pub async fn revoke_for_user_client(
+    db: &DatabaseConnection,
+    user_id: &str,
+    client_id: &str,
+    now: i64,
+) -> Result<u64, sea_orm::DbErr> {
+    AccessTokens::update_many()
+        .col_expr(access_tokens::Column::RevokedAt, Expr::value(now))
+        .filter(access_tokens::Column::UserId.eq(user_id))
+        .filter(access_tokens::Column::ClientId.eq(client_id))
+        .filter(access_tokens::Column::RevokedAt.is_null())
+        .exec(db)
+        .await
+        .map(|r| r.rows_affected)
+}

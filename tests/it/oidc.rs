@@ -34,6 +34,7 @@ on_both_backends!(
     acr_values_step_up_asks_only_for_the_code,
     token_endpoint_refuses_bad_requests,
     a_replayed_code_revokes_its_tokens,
+    consents_are_listed_and_revocable,
 );
 
 /// A registered client, made with the CLI.
@@ -600,4 +601,47 @@ async fn a_replayed_code_revokes_its_tokens(backend: Backend) {
         userinfo(tokens.access_token().secret().clone()).await,
         StatusCode::UNAUTHORIZED
     );
+}
+
+async fn consents_are_listed_and_revocable(backend: Backend) {
+    let (app, _clock) = spawn(backend).await;
+    app.create_user("apps@example.com", PASSWORD, true).await;
+    let client = register(&app, &[]);
+    let rp = relying_party(&app, &client).await;
+    let browser = app.browser();
+    let flow = start(&rp, None);
+    let code = sign_in_and_consent(&browser, &flow, "apps@example.com").await;
+    let (tokens, _) = exchange(&rp, flow, &code).await;
+
+    let profile = browser.get("/profile").await;
+    assert!(profile.contains("Connected applications"));
+    assert!(
+        profile.contains("<strong>NAO Cloud</strong>"),
+        "{}",
+        profile.html
+    );
+    let form = profile.form("/profile/consents/revoke");
+    assert_eq!(form.fields["client_id"], client.id);
+    let after = browser
+        .submit(&profile, "/profile/consents/revoke", &[])
+        .await;
+    assert!(after.contains("access is removed"));
+    assert!(!after.contains("<strong>NAO Cloud</strong>"));
+
+    // Its access token stops working, and the next sign-in asks again.
+    let status = app
+        .client
+        .get(app.url("/userinfo"))
+        .bearer_auth(tokens.access_token().secret())
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let again = start(&rp, None);
+    let answer = browser.get_raw(&again.url).await;
+    let page = until_client(&browser, answer)
+        .await
+        .expect_err("consent again");
+    assert!(page.contains("Allow NAO Cloud?"));
 }

@@ -12,7 +12,7 @@ use super::{
     respond, see_other,
 };
 use crate::http::csrf::Csrf;
-use crate::service::{accounts, totp};
+use crate::service::{accounts, clients, totp};
 use crate::state::AppState;
 
 csrf_form!(ProfileForm { name });
@@ -27,6 +27,42 @@ struct ProfilePage {
     name_error: Option<String>,
     notice: Option<String>,
     two_factor: Option<TwoFactorStatus>,
+    consents: Vec<ConsentView>,
+}
+
+/// One application the user allowed, with what it may see.
+pub struct ConsentView {
+    pub client_id: String,
+    pub client_name: String,
+    pub scopes: String,
+}
+
+/// The parts of the profile page read from the database.
+pub struct ProfileSections {
+    pub two_factor: Option<TwoFactorStatus>,
+    pub consents: Vec<ConsentView>,
+}
+
+impl ProfileSections {
+    pub async fn load(state: &AppState, user_id: &str) -> Result<Self, PageError> {
+        let mut consents = Vec::new();
+        for consent in crate::store::consents::list_for_user(&state.db, user_id)
+            .await
+            .map_err(|e| PageError::Internal(e.to_string()))?
+        {
+            if let Some(client) = clients::find(state, &consent.client_id).await? {
+                consents.push(ConsentView {
+                    client_id: client.client_id,
+                    client_name: client.name,
+                    scopes: consent.scope.replace(' ', ", "),
+                });
+            }
+        }
+        Ok(Self {
+            two_factor: TwoFactorStatus::of(state, user_id).await?,
+            consents,
+        })
+    }
 }
 
 /// The "Two-factor authentication" section when 2FA is on.
@@ -56,10 +92,11 @@ pub fn profile_page(
     name: &str,
     name_error: Option<String>,
     notice: Option<&str>,
-    two_factor: Option<TwoFactorStatus>,
+    sections: ProfileSections,
 ) -> Response {
     let page = ProfilePage {
-        two_factor,
+        two_factor: sections.two_factor,
+        consents: sections.consents,
         page: Layout::new(state, "My profile"),
         csrf_token: Csrf::for_session(&who.token).token(state),
         name: name.to_owned(),
@@ -76,6 +113,8 @@ pub struct ProfileQuery {
     pub saved: Option<String>,
     #[serde(default)]
     pub two_factor: Option<String>,
+    #[serde(default)]
+    pub revoked: Option<String>,
 }
 
 impl ProfileQuery {
@@ -83,6 +122,9 @@ impl ProfileQuery {
     fn notice(&self) -> Option<&'static str> {
         if self.saved.is_some() {
             return Some("Your profile is saved.");
+        }
+        if self.revoked.is_some() {
+            return Some("The application's access is removed.");
         }
         match self.two_factor.as_deref() {
             Some("on") => Some("Two-factor authentication is on."),
@@ -103,7 +145,7 @@ pub async fn profile_get(
             Err(redirect) => return Ok(redirect),
         };
         let notice = query.ok().and_then(|Query(q)| q.notice());
-        let two_factor = TwoFactorStatus::of(&state, &who.user.id).await?;
+        let sections = ProfileSections::load(&state, &who.user.id).await?;
         Ok(profile_page(
             &state,
             &who,
@@ -111,7 +153,7 @@ pub async fn profile_get(
             &who.user.name,
             None,
             notice,
-            two_factor,
+            sections,
         ))
     }
     .await;
@@ -139,10 +181,32 @@ pub async fn profile_post(
                     &form.name,
                     Some(error),
                     None,
-                    TwoFactorStatus::of(&state, &who.user.id).await?,
+                    ProfileSections::load(&state, &who.user.id).await?,
                 ),
             },
         )
+    }
+    .await;
+    respond(&state, result)
+}
+
+csrf_form!(RevokeConsentForm { client_id });
+
+/// `POST /profile/consents/revoke`: forgets what the user allowed an
+/// application and revokes the access tokens it holds for them.
+pub async fn consent_revoke_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: FormInput<RevokeConsentForm>,
+) -> Response {
+    let result: Result<Response, PageError> = async {
+        let who = match require_signed_in(&state, &headers).await? {
+            Ok(who) => who,
+            Err(redirect) => return Ok(redirect),
+        };
+        let form = checked_form(&state, &headers, form)?;
+        crate::service::oidc::revoke_consent(&state, &who.user.id, &form.client_id).await?;
+        Ok(see_other("/profile?revoked=1"))
     }
     .await;
     respond(&state, result)

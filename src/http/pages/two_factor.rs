@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 
 use super::account::{FlowInput, flow};
-use super::profile::{TwoFactorStatus, profile_page};
+use super::profile::{ProfileSections, TwoFactorStatus, profile_page};
 use super::{
     FormInput, Layout, PageError, SignedIn, checked_form, csrf_form, render, require_signed_in,
     respond, see_other, session_cookie, with_cookie,
@@ -346,10 +346,11 @@ async fn profile_with(
     error: &CodeError,
     place: impl FnOnce(&mut TwoFactorStatus, String),
 ) -> Result<Response, PageError> {
-    let Some(mut status) = TwoFactorStatus::of(state, &who.user.id).await? else {
+    let mut sections = ProfileSections::load(state, &who.user.id).await?;
+    let Some(status) = sections.two_factor.as_mut() else {
         return Ok(see_other("/profile"));
     };
-    place(&mut status, code_problem(error));
+    place(status, code_problem(error));
     Ok(with_retry_after(
         profile_page(
             state,
@@ -358,7 +359,7 @@ async fn profile_with(
             &who.user.name,
             None,
             None,
-            Some(status),
+            sections,
         ),
         error,
     ))
