@@ -164,6 +164,9 @@ pub struct SessionSettings {
     pub idle_timeout_secs: u64,
     /// A session ends this long after sign-in, used or not. Default `43200` (12 hours).
     pub absolute_timeout_secs: u64,
+    /// Seconds a passed second factor counts as recent, for actions that
+    /// need one (creating an API key). Default `300`.
+    pub mfa_fresh_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -219,6 +222,10 @@ pub struct OAuthSettings {
     /// Require PKCE (S256) from confidential clients too; public clients always
     /// need it. Default `true` (RFC 9700 §2.1.1).
     pub require_pkce: bool,
+    /// Seconds a refresh token may go unused before it expires. Default `1209600` (14 days).
+    pub refresh_token_idle_secs: u64,
+    /// Seconds a refresh token family lives, however often it is used. Default `2592000` (30 days).
+    pub refresh_token_absolute_secs: u64,
 }
 
 impl Default for OAuthSettings {
@@ -229,6 +236,8 @@ impl Default for OAuthSettings {
             id_token_ttl_secs: 3600,
             interaction_ttl_secs: 900,
             require_pkce: true,
+            refresh_token_idle_secs: 14 * 24 * 3600,
+            refresh_token_absolute_secs: 30 * 24 * 3600,
         }
     }
 }
@@ -300,6 +309,7 @@ impl Default for SessionSettings {
         Self {
             idle_timeout_secs: 1800,
             absolute_timeout_secs: 43200,
+            mfa_fresh_secs: 300,
         }
     }
 }
@@ -505,9 +515,11 @@ impl Settings {
             || o.access_token_ttl_secs == 0
             || o.id_token_ttl_secs == 0
             || o.interaction_ttl_secs == 0
+            || o.refresh_token_idle_secs == 0
+            || o.refresh_token_absolute_secs < o.refresh_token_idle_secs
         {
             return Err(ConfigError::Invalid(
-                "key `oauth.*_ttl_secs`: must be positive, and code_ttl_secs at most 600 (RFC 6749 §4.1.2)".into(),
+                "key `oauth.*_secs`: must be positive, code_ttl_secs at most 600 (RFC 6749 §4.1.2), refresh_token_absolute_secs at least refresh_token_idle_secs".into(),
             ));
         }
         if self.ui.product_name.trim().is_empty() {

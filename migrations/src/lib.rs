@@ -9,6 +9,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261128_000001_accounts;
 mod m20261128_000002_totp_audit;
 mod m20261128_000003_oidc;
+mod m20261128_000004_tokens;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000001_accounts::Migration),
             Box::new(m20261128_000002_totp_audit::Migration),
             Box::new(m20261128_000003_oidc::Migration),
+            Box::new(m20261128_000004_tokens::Migration),
         ]
     }
 }

@@ -458,6 +458,7 @@ pub async fn redeem_code(
             code_hash: Some(&code_hash),
             issued_at: now,
             expires_at: now + ttl as i64,
+            family_id: None,
         },
     )
     .await?;

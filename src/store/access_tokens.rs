@@ -14,6 +14,8 @@ pub struct NewAccessToken<'a> {
     pub code_hash: Option<&'a str>,
     pub issued_at: i64,
     pub expires_at: i64,
+    /// The refresh family it was bought with, if any.
+    pub family_id: Option<&'a str>,
 }
 
 pub async fn create(
@@ -29,6 +31,7 @@ pub async fn create(
         issued_at: Set(new.issued_at),
         expires_at: Set(new.expires_at),
         revoked_at: Set(None),
+        family_id: Set(new.family_id.map(str::to_owned)),
     }
     .insert(db)
     .await

@@ -1,6 +1,7 @@
 //! sea-orm entities: one per table, matching `migrations/`.
 
 pub mod access_tokens;
+pub mod api_keys;
 pub mod audit_events;
 pub mod authorization_codes;
 pub mod clients;
@@ -9,6 +10,7 @@ pub mod email_tokens;
 pub mod interactions;
 pub mod login_throttle;
 pub mod recovery_codes;
+pub mod refresh_tokens;
 pub mod sessions;
 pub mod totp_credentials;
 pub mod users;
