@@ -25,7 +25,8 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::protocol::discovery::{
-    AUTHORIZATION_PATH, DISCOVERY_PATH, JWKS_PATH, TOKEN_PATH, USERINFO_PATH,
+    AUTHORIZATION_PATH, DISCOVERY_PATH, INTROSPECTION_PATH, JWKS_PATH, REVOCATION_PATH, TOKEN_PATH,
+    USERINFO_PATH,
 };
 use crate::state::AppState;
 
@@ -53,6 +54,14 @@ pub fn router(state: AppState) -> Router {
             get(oauth::authorize::authorize).post(oauth::authorize::authorize),
         )
         .route(TOKEN_PATH, axum::routing::post(oauth::token::token_post))
+        .route(
+            REVOCATION_PATH,
+            axum::routing::post(oauth::revoke::revoke_post),
+        )
+        .route(
+            INTROSPECTION_PATH,
+            axum::routing::post(oauth::introspect::introspect_post),
+        )
         .route(
             "/authorize/resume",
             get(oauth::authorize::resume_get).post(oauth::authorize::resume_post),

@@ -15,6 +15,8 @@ pub const AUTHORIZATION_PATH: &str = "/authorize";
 pub const TOKEN_PATH: &str = "/token";
 pub const JWKS_PATH: &str = "/jwks";
 pub const USERINFO_PATH: &str = "/userinfo";
+pub const REVOCATION_PATH: &str = "/revoke";
+pub const INTROSPECTION_PATH: &str = "/introspect";
 pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 
 #[derive(Debug, Clone, Serialize)]
@@ -23,6 +25,8 @@ pub struct ProviderMetadata {
     pub authorization_endpoint: String,
     pub token_endpoint: String,
     pub userinfo_endpoint: String,
+    pub revocation_endpoint: String,
+    pub introspection_endpoint: String,
     pub jwks_uri: String,
     pub scopes_supported: Vec<&'static str>,
     pub response_types_supported: Vec<&'static str>,
@@ -33,6 +37,8 @@ pub struct ProviderMetadata {
     pub token_endpoint_auth_methods_supported: Vec<&'static str>,
     pub claims_supported: Vec<&'static str>,
     pub acr_values_supported: Vec<&'static str>,
+    pub revocation_endpoint_auth_methods_supported: Vec<&'static str>,
+    pub introspection_endpoint_auth_methods_supported: Vec<&'static str>,
     pub code_challenge_methods_supported: Vec<&'static str>,
     pub claims_parameter_supported: bool,
     pub request_parameter_supported: bool,
@@ -51,12 +57,18 @@ impl ProviderMetadata {
             authorization_endpoint: at(AUTHORIZATION_PATH),
             token_endpoint: at(TOKEN_PATH),
             userinfo_endpoint: at(USERINFO_PATH),
+            revocation_endpoint: at(REVOCATION_PATH),
+            introspection_endpoint: at(INTROSPECTION_PATH),
             jwks_uri: at(JWKS_PATH),
             scopes_supported: vec!["openid", "profile", "email", "offline_access"],
             // The authorization code flow only (RFC 9700 §2.1.2 rules out implicit).
             response_types_supported: vec!["code"],
             response_modes_supported: vec!["query", "form_post"],
-            grant_types_supported: vec!["authorization_code"],
+            grant_types_supported: vec![
+                "authorization_code",
+                "refresh_token",
+                "client_credentials",
+            ],
             subject_types_supported: vec!["public"],
             id_token_signing_alg_values_supported: vec!["RS256"],
             token_endpoint_auth_methods_supported: vec![
@@ -81,6 +93,15 @@ impl ProviderMetadata {
                 "email_verified",
             ],
             acr_values_supported: vec!["urn:stepgate:acr:pwd", "urn:stepgate:acr:mfa"],
+            revocation_endpoint_auth_methods_supported: vec![
+                "client_secret_basic",
+                "client_secret_post",
+                "none",
+            ],
+            introspection_endpoint_auth_methods_supported: vec![
+                "client_secret_basic",
+                "client_secret_post",
+            ],
             // RFC 9700 §2.1.1: S256 only, never `plain`.
             code_challenge_methods_supported: vec!["S256"],
             claims_parameter_supported: false,

@@ -5,4 +5,5 @@ pub mod accounts;
 pub mod clients;
 pub mod oidc;
 pub mod password;
+pub mod token;
 pub mod totp;

@@ -6,8 +6,7 @@
 use crate::crypto::{random_token, sha256_hex};
 use crate::protocol::authorize::{AuthorizationRequest, RedirectError, ResponseMode};
 use crate::protocol::error::{OAuthError, OAuthErrorCode};
-use crate::protocol::jwt::{self, AccessTokenClaims, IdTokenClaims};
-use crate::protocol::pkce;
+use crate::protocol::jwt::{self, AccessTokenClaims};
 use crate::protocol::scope::Scopes;
 use crate::service::accounts::AccountError;
 use crate::service::clients::Client;
@@ -17,7 +16,9 @@ use crate::store::entities::authorization_codes::Model as Code;
 use crate::store::entities::interactions::Model as InteractionRow;
 use crate::store::entities::sessions::Model as Session;
 use crate::store::entities::users::Model as User;
-use crate::store::{access_tokens, authorization_codes, consents, interactions, users};
+use crate::store::{
+    access_tokens, authorization_codes, consents, interactions, refresh_tokens, users,
+};
 
 /// `acr` values (PRODUCT.md): password alone, or password and a second factor.
 pub const ACR_PWD: &str = "urn:stepgate:acr:pwd";
@@ -303,8 +304,10 @@ pub async fn revoke_consent(
     user_id: &str,
     client_id: &str,
 ) -> Result<(), AccountError> {
+    let now = now(state);
     consents::delete(&state.db, user_id, client_id).await?;
-    access_tokens::revoke_for_user_client(&state.db, user_id, client_id, now(state)).await?;
+    access_tokens::revoke_for_user_client(&state.db, user_id, client_id, now).await?;
+    refresh_tokens::revoke_for_user_client(&state.db, user_id, client_id, now).await?;
     Ok(())
 }
 
@@ -357,139 +360,6 @@ async fn issue_code(
     )
     .await?;
     Ok(code)
-}
-
-// ---------------------------------------------------------------- token endpoint
-
-/// A successful token response (RFC 6749 §5.1, OIDC Core §3.1.3.3).
-#[derive(Debug, serde::Serialize)]
-pub struct TokenResponse {
-    pub access_token: String,
-    pub token_type: &'static str,
-    pub expires_in: u64,
-    pub scope: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub id_token: Option<String>,
-}
-
-/// The `authorization_code` grant (RFC 6749 §4.1.3, RFC 7636 §4.6).
-pub async fn redeem_code(
-    state: &AppState,
-    client: &Client,
-    code: &str,
-    redirect_uri: Option<&str>,
-    code_verifier: Option<&str>,
-) -> Result<Result<TokenResponse, OAuthError>, AccountError> {
-    let now = now(state);
-    let code_hash = sha256_hex(code);
-    let invalid = |d: &str| Ok(Err(OAuthError::invalid_grant(d)));
-    let Some(row) = authorization_codes::find(&state.db, &code_hash).await? else {
-        return invalid("the code is not valid");
-    };
-    if row.used_at.is_some() {
-        // RFC 6749 §4.1.2: a code used twice revokes what it was exchanged for.
-        let revoked = access_tokens::revoke_for_code(&state.db, &code_hash, now).await?;
-        tracing::warn!(client_id = %client.client_id, revoked, "authorization code replayed");
-        return invalid("the code was already used");
-    }
-    if row.expires_at <= now {
-        return invalid("the code has expired");
-    }
-    if row.client_id != client.client_id {
-        return invalid("the code was issued to another client");
-    }
-    // RFC 6749 §4.1.3: the same redirect_uri as in the authorization request.
-    if redirect_uri != Some(row.redirect_uri.as_str()) {
-        return invalid("redirect_uri does not match the authorization request");
-    }
-    match (&row.code_challenge, code_verifier) {
-        (Some(challenge), Some(verifier)) => {
-            if let Err(e) = pkce::check_code_verifier(verifier) {
-                return Ok(Err(e));
-            }
-            if !pkce::verify_s256(verifier, challenge) {
-                return invalid("code_verifier does not match the code_challenge");
-            }
-        }
-        (Some(_), None) => return invalid("code_verifier is required"),
-        // RFC 9700 §2.1.1: a verifier without a challenge is refused, so a
-        // PKCE downgrade cannot pass unnoticed.
-        (None, Some(_)) => return invalid("code_verifier sent but no code_challenge was"),
-        (None, None) => {}
-    }
-    let Some(user) = users::find_by_id(&state.db, &row.user_id).await? else {
-        return invalid("the user no longer exists");
-    };
-    if user.disabled {
-        return invalid("the user is disabled");
-    }
-    if !authorization_codes::redeem(&state.db, &code_hash, now).await? {
-        // Lost a race with another redemption of the same code.
-        access_tokens::revoke_for_code(&state.db, &code_hash, now).await?;
-        return invalid("the code was already used");
-    }
-
-    let scope = Scopes::parse(&row.scope);
-    let amr: Vec<String> = row.amr.split(' ').map(str::to_owned).collect();
-    let ttl = state.settings.oauth.access_token_ttl_secs;
-    let jti = random_token();
-    let key = state.keys.active();
-    let access_claims = AccessTokenClaims {
-        iss: state.settings.issuer.clone(),
-        sub: user.id.clone(),
-        aud: state.settings.issuer.clone(),
-        client_id: client.client_id.clone(),
-        exp: now + ttl as i64,
-        iat: now,
-        jti: jti.clone(),
-        scope: scope.to_wire(),
-        auth_time: Some(row.auth_time),
-        acr: Some(row.acr.clone()),
-        amr: Some(amr.clone()),
-    };
-    let access_token = jwt::encode_rs256(&key.kid, "at+jwt", &access_claims, |m| key.sign_rs256(m));
-    access_tokens::create(
-        &state.db,
-        access_tokens::NewAccessToken {
-            jti: &jti,
-            client_id: &client.client_id,
-            user_id: Some(&user.id),
-            scope: &scope.to_wire(),
-            code_hash: Some(&code_hash),
-            issued_at: now,
-            expires_at: now + ttl as i64,
-            family_id: None,
-        },
-    )
-    .await?;
-
-    let id_token = scope.contains("openid").then(|| {
-        let claims = IdTokenClaims {
-            iss: state.settings.issuer.clone(),
-            sub: user.id.clone(),
-            aud: client.client_id.clone(),
-            exp: now + state.settings.oauth.id_token_ttl_secs as i64,
-            iat: now,
-            auth_time: row.auth_time,
-            nonce: row.nonce.clone(),
-            acr: row.acr.clone(),
-            amr: amr.clone(),
-            at_hash: jwt::at_hash(&access_token),
-            sid: row.sid.clone(),
-            name: scope.contains("profile").then(|| user.name.clone()),
-            email: scope.contains("email").then(|| user.email.clone()),
-            email_verified: scope.contains("email").then_some(user.email_verified),
-        };
-        jwt::encode_rs256(&key.kid, "JWT", &claims, |m| key.sign_rs256(m))
-    });
-
-    Ok(Ok(TokenResponse {
-        access_token,
-        token_type: "Bearer",
-        expires_in: ttl,
-        scope: scope.to_wire(),
-        id_token,
-    }))
 }
 
 // ---------------------------------------------------------------- userinfo

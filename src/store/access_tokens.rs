@@ -82,3 +82,20 @@ pub async fn revoke_for_user_client(
         .await
         .map(|r| r.rows_affected)
 }
+
+/// Revokes one access token, if it belongs to `client_id` (RFC 7009 §2.1).
+pub async fn revoke(
+    db: &DatabaseConnection,
+    jti: &str,
+    client_id: &str,
+    now: i64,
+) -> Result<bool, sea_orm::DbErr> {
+    let result = AccessTokens::update_many()
+        .col_expr(access_tokens::Column::RevokedAt, Expr::value(now))
+        .filter(access_tokens::Column::Jti.eq(jti))
+        .filter(access_tokens::Column::ClientId.eq(client_id))
+        .filter(access_tokens::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}

@@ -11,6 +11,7 @@ pub mod entities;
 pub mod interactions;
 pub mod login_throttle;
 pub mod recovery_codes;
+pub mod refresh_tokens;
 pub mod sessions;
 pub mod totp;
 pub mod users;

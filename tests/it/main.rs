@@ -13,4 +13,5 @@ mod email;
 mod health;
 mod keys;
 mod oidc;
+mod tokens;
 mod two_factor;

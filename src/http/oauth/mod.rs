@@ -1,5 +1,8 @@
 //! OAuth 2.0 / OpenID Connect endpoints.
 
 pub mod authorize;
+pub mod client_auth;
+pub mod introspect;
+pub mod revoke;
 pub mod token;
 pub mod userinfo;

@@ -1,0 +1,148 @@
+//! Client authentication for the token, revocation and introspection
+//! endpoints (RFC 6749 §2.3.1): HTTP Basic (`client_secret_basic`), the
+//! `client_id`/`client_secret` form fields (`client_secret_post`), or for a
+//! public client its `client_id` alone. One method per request (§2.3).
+//! Also the shared reading of the form body and the JSON error answers.
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+
+use crate::http::error::oauth_json;
+use crate::protocol::authorize::RawParams;
+use crate::protocol::error::{OAuthError, OAuthErrorCode};
+use crate::service::clients::{self, Client};
+use crate::state::AppState;
+
+/// An OAuth error as these endpoints answer it (RFC 6749 §5.2): JSON,
+/// `no-store`; `invalid_client` is 401, with a Basic challenge when the
+/// client tried Basic.
+pub fn error(e: &OAuthError, basic: bool) -> Response {
+    let status = match e.code {
+        OAuthErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
+        OAuthErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    let mut response = oauth_json(status, e.code.as_str(), &e.description_wire());
+    if status == StatusCode::UNAUTHORIZED && basic {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"stepgate\""),
+        );
+    }
+    response
+}
+
+pub fn invalid_request(d: &str) -> Response {
+    error(&OAuthError::invalid_request(d), false)
+}
+
+pub fn server_error(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "token endpoint family failed");
+    oauth_json(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "server_error",
+        "the server could not complete the request",
+    )
+}
+
+/// A JSON body answer that is never cached.
+pub fn json_no_store(value: impl serde::Serialize) -> Response {
+    let mut response = (StatusCode::OK, axum::Json(value)).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// The form body's parameters (RFC 6749 §3.2: application/x-www-form-urlencoded,
+/// no parameter twice).
+pub fn form_params(headers: &HeaderMap, body: &Bytes) -> Result<RawParams, Box<Response>> {
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !form {
+        return Err(Box::new(invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        )));
+    }
+    let params = RawParams::from_pairs(
+        url::form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())),
+    );
+    if let Some(name) = params.repeated.iter().next() {
+        return Err(Box::new(invalid_request(&format!(
+            "the parameter {name} is repeated"
+        ))));
+    }
+    Ok(params)
+}
+
+/// RFC 6749 §2.3.1: Basic carries `urlencode(id):urlencode(secret)`.
+fn basic_credentials(headers: &HeaderMap) -> Option<Result<(String, String), ()>> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok());
+    let Some((id, secret)) = decoded.as_deref().and_then(|d| d.split_once(':')) else {
+        return Some(Err(()));
+    };
+    let unescape = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    Some(Ok((unescape(id), unescape(secret))))
+}
+
+/// The authenticated client, and whether it used Basic (for error answers).
+pub async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &RawParams,
+) -> Result<(Client, bool), Response> {
+    let invalid_client =
+        |basic: bool, d: &str| error(&OAuthError::new(OAuthErrorCode::InvalidClient, d), basic);
+    let (client_id, secret, basic) = match basic_credentials(headers) {
+        Some(Err(())) => return Err(invalid_client(true, "malformed Basic credentials")),
+        Some(Ok((id, secret))) => {
+            // RFC 6749 §2.3: one authentication method per request.
+            if params.get("client_secret").is_some() {
+                return Err(invalid_request(
+                    "use either HTTP Basic or client_secret, not both",
+                ));
+            }
+            if params.get("client_id").is_some_and(|body_id| body_id != id) {
+                return Err(invalid_client(
+                    true,
+                    "client_id does not match the credentials",
+                ));
+            }
+            (id, Some(secret), true)
+        }
+        None => match params.get("client_id") {
+            Some(id) => (
+                id.to_owned(),
+                params.get("client_secret").map(str::to_owned),
+                false,
+            ),
+            None => return Err(invalid_client(false, "client authentication is required")),
+        },
+    };
+    match clients::authenticate(state, &client_id, secret.as_deref()).await {
+        Ok(Some(client)) => Ok((client, basic)),
+        Ok(None) => Err(invalid_client(basic, "client authentication failed")),
+        Err(e) => Err(server_error(e)),
+    }
+}

@@ -1,0 +1,47 @@
+//! `POST /introspect` (RFC 7662): for authenticated clients (resource
+//! servers register as clients); `{"active": false}` for anything unusable.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+
+use super::client_auth::{
+    authenticate, error, form_params, invalid_request, json_no_store, server_error,
+};
+use crate::protocol::error::{OAuthError, OAuthErrorCode};
+use crate::service::token;
+use crate::state::AppState;
+
+pub async fn introspect_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let params = match form_params(&headers, &body) {
+        Ok(p) => p,
+        Err(response) => return *response,
+    };
+    // RFC 7662 §2.1: the endpoint requires authorization (401 without); a
+    // public client's bare client_id is no authorization.
+    match authenticate(&state, &headers, &params).await {
+        Ok((client, basic)) if client.public => {
+            return error(
+                &OAuthError::new(
+                    OAuthErrorCode::InvalidClient,
+                    "introspection needs a confidential client",
+                ),
+                basic,
+            );
+        }
+        Ok(_) => {}
+        Err(response) => return response,
+    }
+    let Some(token) = params.get("token") else {
+        return invalid_request("token is required");
+    };
+    match token::introspect(&state, token).await {
+        Ok(answer) => json_no_store(answer),
+        Err(e) => server_error(e),
+    }
+}

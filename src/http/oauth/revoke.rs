@@ -1,0 +1,39 @@
+//! `POST /revoke` (RFC 7009): client-authenticated; 200 for a revoked token
+//! and for an unknown one alike (§2.2).
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::client_auth::{authenticate, form_params, invalid_request, server_error};
+use crate::service::token;
+use crate::state::AppState;
+
+pub async fn revoke_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let params = match form_params(&headers, &body) {
+        Ok(p) => p,
+        Err(response) => return *response,
+    };
+    let (client, _) = match authenticate(&state, &headers, &params).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let Some(token) = params.get("token") else {
+        return invalid_request("token is required");
+    };
+    match token::revoke(&state, &client, token, params.get("token_type_hint")).await {
+        Ok(()) => {
+            let mut response = StatusCode::OK.into_response();
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        Err(e) => server_error(e),
+    }
+}

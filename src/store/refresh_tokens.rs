@@ -1,0 +1,112 @@
+//! Queries on `refresh_tokens`: stored hashed, rotated on every use, grouped
+//! in families so that a reused token can take its whole grant down.
+
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+
+use super::entities::access_tokens::{self, Entity as AccessTokens};
+use super::entities::refresh_tokens::{self, Entity as RefreshTokens, Model as RefreshToken};
+
+pub async fn create(db: &DatabaseConnection, token: RefreshToken) -> Result<(), sea_orm::DbErr> {
+    refresh_tokens::ActiveModel {
+        token_hash: Set(token.token_hash),
+        family_id: Set(token.family_id),
+        client_id: Set(token.client_id),
+        user_id: Set(token.user_id),
+        scope: Set(token.scope),
+        sid: Set(token.sid),
+        auth_time: Set(token.auth_time),
+        acr: Set(token.acr),
+        amr: Set(token.amr),
+        code_hash: Set(token.code_hash),
+        issued_at: Set(token.issued_at),
+        idle_expires_at: Set(token.idle_expires_at),
+        family_expires_at: Set(token.family_expires_at),
+        used_at: Set(token.used_at),
+        revoked_at: Set(token.revoked_at),
+    }
+    .insert(db)
+    .await
+    .map(|_| ())
+}
+
+pub async fn find(
+    db: &DatabaseConnection,
+    token_hash: &str,
+) -> Result<Option<RefreshToken>, sea_orm::DbErr> {
+    RefreshTokens::find_by_id(token_hash.to_owned())
+        .one(db)
+        .await
+}
+
+/// Marks a token used: one conditional UPDATE that succeeds only for a live,
+/// unused token, so of two concurrent uses exactly one wins.
+pub async fn rotate(
+    db: &DatabaseConnection,
+    token_hash: &str,
+    now: i64,
+) -> Result<bool, sea_orm::DbErr> {
+    let result = RefreshTokens::update_many()
+        .col_expr(refresh_tokens::Column::UsedAt, Expr::value(now))
+        .filter(refresh_tokens::Column::TokenHash.eq(token_hash))
+        .filter(refresh_tokens::Column::UsedAt.is_null())
+        .filter(refresh_tokens::Column::RevokedAt.is_null())
+        .filter(refresh_tokens::Column::IdleExpiresAt.gt(now))
+        .filter(refresh_tokens::Column::FamilyExpiresAt.gt(now))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// Revokes every refresh token of a family and the access tokens bought with them.
+pub async fn revoke_family(
+    db: &DatabaseConnection,
+    family_id: &str,
+    now: i64,
+) -> Result<(), sea_orm::DbErr> {
+    RefreshTokens::update_many()
+        .col_expr(refresh_tokens::Column::RevokedAt, Expr::value(now))
+        .filter(refresh_tokens::Column::FamilyId.eq(family_id))
+        .filter(refresh_tokens::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?;
+    AccessTokens::update_many()
+        .col_expr(access_tokens::Column::RevokedAt, Expr::value(now))
+        .filter(access_tokens::Column::FamilyId.eq(family_id))
+        .filter(access_tokens::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// The families started from a code (to revoke when the code is replayed).
+pub async fn families_for_code(
+    db: &DatabaseConnection,
+    code_hash: &str,
+) -> Result<Vec<String>, sea_orm::DbErr> {
+    let rows = RefreshTokens::find()
+        .filter(refresh_tokens::Column::CodeHash.eq(code_hash))
+        .all(db)
+        .await?;
+    let mut families: Vec<String> = rows.into_iter().map(|r| r.family_id).collect();
+    families.sort();
+    families.dedup();
+    Ok(families)
+}
+
+/// Revokes a user's refresh tokens at one client (consent withdrawn).
+pub async fn revoke_for_user_client(
+    db: &DatabaseConnection,
+    user_id: &str,
+    client_id: &str,
+    now: i64,
+) -> Result<(), sea_orm::DbErr> {
+    RefreshTokens::update_many()
+        .col_expr(refresh_tokens::Column::RevokedAt, Expr::value(now))
+        .filter(refresh_tokens::Column::UserId.eq(user_id))
+        .filter(refresh_tokens::Column::ClientId.eq(client_id))
+        .filter(refresh_tokens::Column::RevokedAt.is_null())
+        .exec(db)
+        .await
+        .map(|_| ())
+}

@@ -1,0 +1,600 @@
+//! The token lifecycle: refresh rotation and reuse detection, client
+//! credentials, revocation (RFC 7009) and introspection (RFC 7662).
+
+use chrono::Duration;
+use openidconnect::core::CoreIdTokenVerifier;
+use openidconnect::{
+    AuthorizationCode, CsrfToken, Nonce, OAuth2TokenResponse, PkceCodeChallenge, RefreshToken,
+    Scope, TokenResponse,
+};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::accounts::PASSWORD;
+use crate::browser::Browser;
+use crate::helpers::{Backend, TestApp, oidc_http, stderr, stepgate, write_config};
+use crate::oidc::{Rp, TestClient, payload, query, register, relying_party, spawn, until_client};
+use crate::on_both_backends;
+
+on_both_backends!(
+    refresh_tokens_rotate_and_keep_the_authentication,
+    reusing_a_rotated_refresh_token_revokes_the_family,
+    concurrent_refreshes_yield_one_success,
+    refresh_scope_may_narrow_but_not_widen,
+    refresh_fails_for_a_disabled_user_or_withdrawn_consent,
+    client_credentials_gives_the_client_its_own_token,
+    revocation_of_each_kind_and_by_the_wrong_client,
+    introspection_of_live_expired_and_revoked_tokens,
+);
+
+/// Runs a full sign-in with `offline_access` and returns the token response.
+async fn offline_tokens(
+    app: &TestApp,
+    rp: &Rp,
+    browser: &Browser,
+    email: &str,
+) -> openidconnect::core::CoreTokenResponse {
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, state, nonce) = rp
+        .authorize_url(
+            openidconnect::core::CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .add_scope(Scope::new("email".into()))
+        .add_scope(Scope::new("offline_access".into()))
+        .set_pkce_challenge(challenge)
+        .url();
+    let start = browser.get_raw(url.as_str()).await;
+    let location = match until_client(browser, start).await {
+        Ok(location) => location,
+        Err(page) => {
+            let page = if page.contains("Sign in") {
+                let after = browser
+                    .submit_raw(&page, "/login", &[("email", email), ("password", PASSWORD)])
+                    .await;
+                match until_client(browser, after).await {
+                    Ok(location) => {
+                        return finish(app, rp, &location, state, nonce, verifier).await;
+                    }
+                    Err(page) => page,
+                }
+            } else {
+                page
+            };
+            assert!(
+                page.contains("Stay signed in"),
+                "consent lists offline access: {}",
+                page.html
+            );
+            let allowed = browser
+                .submit_raw(&page, "/consent", &[("decision", "allow")])
+                .await;
+            until_client(browser, allowed).await.unwrap()
+        }
+    };
+    finish(app, rp, &location, state, nonce, verifier).await
+}
+
+async fn finish(
+    _app: &TestApp,
+    rp: &Rp,
+    location: &str,
+    state: CsrfToken,
+    nonce: Nonce,
+    verifier: openidconnect::PkceCodeVerifier,
+) -> openidconnect::core::CoreTokenResponse {
+    let params = query(location);
+    assert_eq!(params["state"], *state.secret());
+    let tokens = rp
+        .exchange_code(AuthorizationCode::new(params["code"].clone()))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&oidc_http)
+        .await
+        .expect("token response");
+    tokens
+        .id_token()
+        .unwrap()
+        .claims(&rp.id_token_verifier(), &nonce)
+        .expect("ID token verifies");
+    assert!(
+        tokens.refresh_token().is_some(),
+        "offline_access gives a refresh token"
+    );
+    tokens
+}
+
+async fn refresh(
+    rp: &Rp,
+    token: &RefreshToken,
+) -> Result<openidconnect::core::CoreTokenResponse, String> {
+    rp.exchange_refresh_token(token)
+        .unwrap()
+        .request_async(&oidc_http)
+        .await
+        .map_err(|e| format!("{e:?}"))
+}
+
+/// POSTs a form to an endpoint with HTTP Basic client credentials.
+async fn post_form(
+    app: &TestApp,
+    path: &str,
+    client: &TestClient,
+    fields: &[(&str, &str)],
+) -> (StatusCode, Value) {
+    let mut request = app.client.post(app.url(path)).form(fields);
+    if let Some(secret) = &client.secret {
+        request = request.basic_auth(&client.id, Some(secret));
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+async fn introspect(app: &TestApp, client: &TestClient, token: &str) -> Value {
+    let (status, json) = post_form(app, "/introspect", client, &[("token", token)]).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    json
+}
+
+async fn userinfo_status(app: &TestApp, token: &str) -> StatusCode {
+    app.client
+        .get(app.url("/userinfo"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn refresh_tokens_rotate_and_keep_the_authentication(backend: Backend) {
+    let (app, clock) = spawn(backend).await;
+    app.create_user("weeks@example.com", PASSWORD, true).await;
+    let client = register(&app, &[]);
+    let rp = relying_party(&app, &client).await;
+    let browser = app.browser();
+    let first = offline_tokens(&app, &rp, &browser, "weeks@example.com").await;
+    let first_id = payload(&first.id_token().unwrap().to_string());
+
+    clock.advance(Duration::hours(3));
+    let second = refresh(&rp, first.refresh_token().unwrap())
+        .await
+        .expect("refresh works");
+    let new_refresh = second.refresh_token().expect("a new refresh token");
+    assert_ne!(
+        new_refresh.secret(),
+        first.refresh_token().unwrap().secret()
+    );
+    // The refreshed ID token verifies and keeps the original authentication.
+    let id_token = second.id_token().expect("an ID token on refresh");
+    let verifier: CoreIdTokenVerifier = rp.id_token_verifier();
+    id_token
+        .claims(&verifier, |_: Option<&Nonce>| Ok::<(), String>(()))
+        .expect("refreshed ID token verifies");
+    let refreshed = payload(&id_token.to_string());
+    for claim in ["auth_time", "acr", "amr", "sid", "sub"] {
+        assert_eq!(refreshed[claim], first_id[claim], "{claim} is kept");
+    }
+    assert!(refreshed["iat"].as_i64() > first_id["iat"].as_i64());
+    assert_eq!(
+        userinfo_status(&app, second.access_token().secret()).await,
+        StatusCode::OK
+    );
+
+    // Weeks later, still going as long as it is used within the idle window...
+    let mut current = new_refresh.clone();
+    for _ in 0..2 {
+        clock.advance(Duration::days(10));
+        let next = refresh(&rp, &current).await.expect("used within 14 days");
+        current = next.refresh_token().unwrap().clone();
+    }
+    // ...and not after 15 days unused.
+    clock.advance(Duration::days(15));
+    assert!(
+        refresh(&rp, &current).await.is_err(),
+        "expired after 15 idle days"
+    );
+}
+
+async fn reusing_a_rotated_refresh_token_revokes_the_family(backend: Backend) {
+    let (app, _clock) = spawn(backend).await;
+    app.create_user("stolen@example.com", PASSWORD, true).await;
+    let client = register(&app, &[]);
+    let rp = relying_party(&app, &client).await;
+    let browser = app.browser();
+    let first = offline_tokens(&app, &rp, &browser, "stolen@example.com").await;
+    let old = first.refresh_token().unwrap().clone();
+    let second = refresh(&rp, &old).await.unwrap();
+    let newest = second.refresh_token().unwrap().clone();
+
+    // The thief replays the old token: refused, and the family is revoked.
+    let replay = refresh(&rp, &old).await;
+    assert!(replay.unwrap_err().contains("invalid_grant"));
+    let after = refresh(&rp, &newest).await;
+    assert!(
+        after.is_err(),
+        "the newest refresh token died with its family"
+    );
+    assert_eq!(
+        userinfo_status(&app, second.access_token().secret()).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        userinfo_status(&app, first.access_token().secret()).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let json = introspect(&app, &client, newest.secret()).await;
+    assert_eq!(json, serde_json::json!({ "active": false }));
+
+    // It is in the audit log.
+    let db = sea_orm::Database::connect(app.db.url.as_str())
+        .await
+        .unwrap();
+    use sea_orm::ConnectionTrait;
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT COUNT(*) FROM audit_events WHERE kind = 'refresh.reuse_detected'",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.try_get_by_index::<i64>(0).unwrap(), 1);
+    db.close().await.unwrap();
+}
+
+async fn concurrent_refreshes_yield_one_success(backend: Backend) {
+    let (app, _clock) = spawn(backend).await;
+    app.create_user("race@example.com", PASSWORD, true).await;
+    let client = register(&app, &[]);
+    let rp = relying_party(&app, &client).await;
+    let sibling = app.spawn_sibling().await;
+    let browser = app.browser();
+    let tokens = offline_tokens(&app, &rp, &browser, "race@example.com").await;
+    let token = tokens.refresh_token().unwrap().secret().clone();
+    let secret = client.secret.clone().unwrap();
+    let attempts = (0..6).map(|i| {
+        let target = if i % 2 == 0 { &app } else { &sibling };
+        let request = target
+            .client
+            .post(target.url("/token"))
+            .basic_auth(&client.id, Some(&secret))
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", token.as_str()),
+            ]);
+        async move { request.send().await.unwrap().status() }
+    });
+    let mut statuses = Vec::new();
+    for status in join_all(attempts).await {
+        statuses.push(status);
+    }
+    let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    assert_eq!(ok, 1, "{statuses:?}");
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::OK || *s == StatusCode::BAD_REQUEST)
+    );
+}
+
+async fn join_all<F: std::future::Future<Output = StatusCode>>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<StatusCode> {
+    let mut pending: Vec<_> = futures.map(|f| Some(Box::pin(f))).collect();
+    let mut results: Vec<Option<StatusCode>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut done = true;
+        for (i, slot) in pending.iter_mut().enumerate() {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        results[i] = Some(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => done = false,
+                }
+            }
+        }
+        if done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    results.into_iter().map(Option::unwrap).collect()
+}
+
+async fn refresh_scope_may_narrow_but_not_widen(backend: Backend) {
+    let (app, _clock) = spawn(backend).await;
+    app.create_user("narrow@example.com", PASSWORD, true).await;
+    let client = register(&app, &[]);
+    let rp = relying_party(&app, &client).await;
+    let browser = app.browser();
+    let tokens = offline_tokens(&app, &rp, &browser, "narrow@example.com").await;
+    let narrowed = rp
+        .exchange_refresh_token(tokens.refresh_token().unwrap())
+        .unwrap()
+        .add_scope(Scope::new("openid".into()))
+        .request_async(&oidc_http)
+        .await
+        .expect("a narrower scope is fine");
+    let scope: Vec<String> = narrowed
+        .scopes()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().to_owned())
+        .collect();
+    assert_eq!(scope, ["openid"]);
+    // The new refresh token still carries the whole grant.
+    let again = refresh(&rp, narrowed.refresh_token().unwrap())
+        .await
+        .unwrap();
+    let full: Vec<String> = again
+        .scopes()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().to_owned())
+        .collect();
+    assert!(full.contains(&"email".to_owned()), "{full:?}");
+    // Wider than granted: invalid_scope.
+    let (status, json) = post_form(
+        &app,
+        "/token",
+        &client,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", again.refresh_token().unwrap().secret()),
+            ("scope", "openid email profile"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(json["error"], "invalid_scope");
+}
+
+async fn refresh_fails_for_a_disabled_user_or_withdrawn_consent(backend: Backend) {
+    let (app, _clock) = spawn(backend).await;
+    app.create_user("gone@example.com", PASSWORD, true).await;
+    app.create_user("withdraw@example.com", PASSWORD, true)
+        .await;
+    let client = register(&app, &[]);
+    let rp = relying_party(&app, &client).await;
+
+    let browser = app.browser();
+    let tokens = offline_tokens(&app, &rp, &browser, "gone@example.com").await;
+    let config = write_config(app.dir.path(), &app.db, "");
+    let out = stepgate(
+        &[
+            "user",
+            "disable",
+            "gone@example.com",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let refused = refresh(&rp, tokens.refresh_token().unwrap()).await;
+    assert!(refused.unwrap_err().contains("invalid_grant"));
+
+    let other = app.browser();
+    let tokens = offline_tokens(&app, &rp, &other, "withdraw@example.com").await;
+    let profile = other.get("/profile").await;
+    other
+        .submit(&profile, "/profile/consents/revoke", &[])
+        .await;
+    let refused = refresh(&rp, tokens.refresh_token().unwrap()).await;
+    assert!(refused.unwrap_err().contains("invalid_grant"));
+}
+
+async fn client_credentials_gives_the_client_its_own_token(backend: Backend) {
+    let (app, _clock) = spawn(backend).await;
+    let service = register(
+        &app,
+        &[
+            "--grant-type",
+            "client_credentials",
+            "--scope",
+            "openid",
+            "--scope",
+            "email",
+        ],
+    );
+    let (status, json) = post_form(
+        &app,
+        "/token",
+        &service,
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(json["token_type"], "Bearer");
+    assert!(json.get("id_token").is_none(), "no ID token");
+    assert!(json.get("refresh_token").is_none(), "no refresh token");
+    let claims = payload(json["access_token"].as_str().unwrap());
+    assert_eq!(claims["sub"], service.id.as_str());
+    assert_eq!(claims["client_id"], service.id.as_str());
+    let info = introspect(&app, &service, json["access_token"].as_str().unwrap()).await;
+    assert_eq!(info["active"], true);
+    assert_eq!(info["client_id"], service.id.as_str());
+
+    // A client not allowed the grant, and a public client, cannot use it.
+    let web = register(&app, &[]);
+    let (status, json) = post_form(
+        &app,
+        "/token",
+        &web,
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    assert_eq!(
+        (status, json["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("unauthorized_client"))
+    );
+    let config = write_config(app.dir.path(), &app.db, "");
+    let out = stepgate(
+        &[
+            "client",
+            "create",
+            "--name",
+            "SPA",
+            "--redirect-uri",
+            crate::oidc::REDIRECT,
+            "--public",
+            "--grant-type",
+            "client_credentials",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(
+        !out.status.success(),
+        "a public client can never have client_credentials"
+    );
+}
+
+async fn revocation_of_each_kind_and_by_the_wrong_client(backend: Backend) {
+    let (app, _clock) = spawn(backend).await;
+    app.create_user("revoke@example.com", PASSWORD, true).await;
+    let client = register(&app, &[]);
+    let other = register(&app, &[]);
+    let rp = relying_party(&app, &client).await;
+    let browser = app.browser();
+    let tokens = offline_tokens(&app, &rp, &browser, "revoke@example.com").await;
+    let access = tokens.access_token().secret().clone();
+    let refresh_token = tokens.refresh_token().unwrap().secret().clone();
+
+    // Another client cannot revoke them (and learns nothing: 200 either way).
+    let (status, _) = post_form(&app, "/revoke", &other, &[("token", &access)]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(userinfo_status(&app, &access).await, StatusCode::OK);
+    let (status, _) = post_form(&app, "/revoke", &other, &[("token", &refresh_token)]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        introspect(&app, &client, &refresh_token).await["active"],
+        true
+    );
+
+    // An unknown token: 200.
+    let (status, _) = post_form(&app, "/revoke", &client, &[("token", "no-such-token")]).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The owner revokes the access token...
+    let (status, _) = post_form(
+        &app,
+        "/revoke",
+        &client,
+        &[("token", &access), ("token_type_hint", "access_token")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        userinfo_status(&app, &access).await,
+        StatusCode::UNAUTHORIZED
+    );
+    // ...and the refresh token: it no longer refreshes.
+    let (status, _) = post_form(
+        &app,
+        "/revoke",
+        &client,
+        &[
+            ("token", &refresh_token),
+            ("token_type_hint", "refresh_token"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        refresh(&rp, &RefreshToken::new(refresh_token))
+            .await
+            .is_err()
+    );
+
+    // Without client authentication: 401.
+    let response = app
+        .client
+        .post(app.url("/revoke"))
+        .form(&[("token", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
+async fn introspection_of_live_expired_and_revoked_tokens(backend: Backend) {
+    let (app, clock) = spawn(backend).await;
+    app.create_user("intro@example.com", PASSWORD, true).await;
+    let client = register(&app, &[]);
+    let resource_server = register(&app, &[]);
+    let rp = relying_party(&app, &client).await;
+    let browser = app.browser();
+    let tokens = offline_tokens(&app, &rp, &browser, "intro@example.com").await;
+    let access = tokens.access_token().secret().clone();
+
+    let live = introspect(&app, &resource_server, &access).await;
+    assert_eq!(live["active"], true);
+    for field in [
+        "scope",
+        "iat",
+        "token_type",
+        "aud",
+        "client_id",
+        "sub",
+        "exp",
+    ] {
+        assert!(
+            !live[field].is_null(),
+            "introspection lacks {field}: {live}"
+        );
+    }
+    assert_eq!(live["client_id"], client.id.as_str());
+    let refresh_info = introspect(
+        &app,
+        &resource_server,
+        tokens.refresh_token().unwrap().secret(),
+    )
+    .await;
+    assert_eq!(refresh_info["active"], true);
+    assert_eq!(refresh_info["token_type"], "refresh_token");
+
+    // No client authentication: 401.
+    let response = app
+        .client
+        .post(app.url("/introspect"))
+        .form(&[("token", access.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+
+    // Garbage: inactive.
+    assert_eq!(
+        introspect(&app, &resource_server, "garbage").await,
+        serde_json::json!({"active": false})
+    );
+
+    // Expired: inactive.
+    clock.advance(Duration::seconds(601));
+    assert_eq!(
+        introspect(&app, &resource_server, &access).await["active"],
+        false
+    );
+
+    // Revoked: inactive.
+    let fresh = refresh(&rp, tokens.refresh_token().unwrap()).await.unwrap();
+    let access = fresh.access_token().secret().clone();
+    assert_eq!(
+        introspect(&app, &resource_server, &access).await["active"],
+        true
+    );
+    post_form(&app, "/revoke", &client, &[("token", &access)]).await;
+    assert_eq!(
+        introspect(&app, &resource_server, &access).await["active"],
+        false
+    );
+}
