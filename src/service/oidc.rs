@@ -151,9 +151,11 @@ pub async fn decide(
     // just arrived no session was signed in for it, even one from the same
     // second.
     let signed_in_for_this = !interaction.arriving && session.pwd_at >= interaction.row.created_at;
+    // max_age=0 is prompt=login (OpenID Connect Core issue #993), even
+    // when the last sign-in was in this very second.
     let too_old = request
         .max_age
-        .is_some_and(|max| now.saturating_sub(session.pwd_at) > max as i64);
+        .is_some_and(|max| max == 0 || now.saturating_sub(session.pwd_at) > max as i64);
     if (request.prompt.login || too_old) && !signed_in_for_this {
         return Ok(if none {
             fail(
