@@ -7,6 +7,7 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -114,8 +115,22 @@ fn credentials(headers: &HeaderMap, params: &RawParams) -> Result<Credentials, B
 pub async fn token_post(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    // A body over the limit sent without a Content-Length is cut off here
+    // (`limit::limit_body` answers those with one); the refusal is JSON too
+    // (RFC 6749 §5.2), not axum's plain-text rejection.
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return oauth_json(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request",
+                "the request body is too large",
+            );
+        }
+        Err(_) => return invalid_request("the request body could not be read"),
+    };
     // RFC 6749 §3.2: the request is application/x-www-form-urlencoded.
     let form = headers
         .get(header::CONTENT_TYPE)
