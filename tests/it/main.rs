@@ -13,4 +13,5 @@ mod email;
 mod health;
 mod keys;
 mod oidc;
+mod oidc_rules;
 mod two_factor;
