@@ -34,6 +34,10 @@ pub struct Interaction {
     pub id: String,
     pub row: InteractionRow,
     pub request: AuthorizationRequest,
+    /// True while `/authorize` answers the request that created it: no
+    /// sign-in or consent can have been given for it yet, whatever their
+    /// timestamps (whole seconds) say.
+    pub arriving: bool,
 }
 
 /// Stores a validated request; returns its id.
@@ -71,6 +75,7 @@ pub async fn find_interaction(
         id: id.to_owned(),
         row,
         request,
+        arriving: false,
     }))
 }
 
@@ -143,11 +148,15 @@ pub async fn decide(
     };
 
     // 2. A fresh enough password step: prompt=login and max_age ask for a
-    // sign-in during this request (a new auth_time).
-    let signed_in_for_this = session.pwd_at >= interaction.row.created_at;
+    // sign-in during this request (a new auth_time). When the request has
+    // just arrived no session was signed in for it, even one from the same
+    // second.
+    let signed_in_for_this = !interaction.arriving && session.pwd_at >= interaction.row.created_at;
+    // max_age=0 is prompt=login (OpenID Connect Core issue #993), even
+    // when the last sign-in was in this very second.
     let too_old = request
         .max_age
-        .is_some_and(|max| now.saturating_sub(session.pwd_at) > max as i64);
+        .is_some_and(|max| max == 0 || now.saturating_sub(session.pwd_at) > max as i64);
     if (request.prompt.login || too_old) && !signed_in_for_this {
         return Ok(if none {
             fail(
@@ -214,7 +223,8 @@ async fn second_and_consent(
         let remembered = consents::get(&state.db, &user.id, &client.client_id).await?;
         let covered = remembered.as_ref().is_some_and(|c| {
             request.scope.is_subset(&Scopes::parse(&c.scope))
-                && (!request.prompt.consent || c.granted_at >= interaction.row.created_at)
+                && (!request.prompt.consent
+                    || (!interaction.arriving && c.granted_at >= interaction.row.created_at))
         });
         if !covered {
             return Ok(if none {

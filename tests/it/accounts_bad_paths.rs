@@ -725,7 +725,7 @@ async fn unreadable_bodies_are_refused_on_every_form_and_change_nothing(backend:
 /// form extractor's limit can refuse it) on a raw connection, and returns the
 /// status and the body of the answer. The server may close before the whole
 /// body is sent; the answer must still have arrived.
-async fn post_chunked_4_mib(
+pub async fn post_chunked_4_mib(
     app: &TestApp,
     path: &str,
     cookie: &str,

@@ -13,5 +13,6 @@ mod email;
 mod health;
 mod keys;
 mod oidc;
+mod oidc_rules;
 mod tokens;
 mod two_factor;

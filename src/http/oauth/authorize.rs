@@ -64,9 +64,12 @@ pub async fn authorize(
             };
         let client = client.expect("validate accepts only a known client");
         let id = oidc::start_interaction(&state, &request).await?;
-        let interaction = oidc::find_interaction(&state, &id)
+        let mut interaction = oidc::find_interaction(&state, &id)
             .await?
             .ok_or_else(|| PageError::Internal("a new interaction vanished".into()))?;
+        // prompt=login and prompt=consent are not satisfied by what the
+        // browser already had when the request came in.
+        interaction.arriving = true;
         drive(&state, &headers, &interaction, &client).await
     }
     .await;

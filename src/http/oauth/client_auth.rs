@@ -5,6 +5,7 @@
 //! Also the shared reading of the form body and the JSON error answers.
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -56,9 +57,33 @@ pub fn json_no_store(value: impl serde::Serialize) -> Response {
     response
 }
 
+/// The request body, or the JSON refusal for one that could not be read. A
+/// body over the limit sent without a Content-Length is cut off by the
+/// extractor (`limit::limit_body` answers those with one): still JSON
+/// (RFC 6749 §5.2), never axum's plain-text rejection.
+pub fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Box<Response>> {
+    match body {
+        Ok(body) => Ok(body),
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            Err(Box::new(oauth_json(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request",
+                "the request body is too large",
+            )))
+        }
+        Err(_) => Err(Box::new(invalid_request(
+            "the request body could not be read",
+        ))),
+    }
+}
+
 /// The form body's parameters (RFC 6749 §3.2: application/x-www-form-urlencoded,
 /// no parameter twice).
-pub fn form_params(headers: &HeaderMap, body: &Bytes) -> Result<RawParams, Box<Response>> {
+pub fn form_params(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<RawParams, Box<Response>> {
+    let body = body_bytes(body)?;
     let form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -73,7 +98,7 @@ pub fn form_params(headers: &HeaderMap, body: &Bytes) -> Result<RawParams, Box<R
         )));
     }
     let params = RawParams::from_pairs(
-        url::form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())),
+        url::form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())),
     );
     if let Some(name) = params.repeated.iter().next() {
         return Err(Box::new(invalid_request(&format!(

@@ -3,6 +3,7 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -13,9 +14,9 @@ use crate::state::AppState;
 pub async fn revoke_post(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let params = match form_params(&headers, &body) {
+    let params = match form_params(&headers, body) {
         Ok(p) => p,
         Err(response) => return *response,
     };

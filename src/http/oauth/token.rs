@@ -4,6 +4,7 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::HeaderMap;
 use axum::response::Response;
 
@@ -20,9 +21,9 @@ use crate::state::AppState;
 pub async fn token_post(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let params = match form_params(&headers, &body) {
+    let params = match form_params(&headers, body) {
         Ok(p) => p,
         Err(response) => return *response,
     };
