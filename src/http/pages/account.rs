@@ -10,6 +10,7 @@ use super::{
     FormInput, Layout, Visitor, checked_form, csrf_form, message, render, respond, see_other,
     session_cookie, visitor, with_cookie,
 };
+use crate::http::client_ip::ClientIp;
 use crate::http::cookies;
 use crate::http::csrf::Csrf;
 use crate::http::oauth::authorize::{after_sign_in, with_interaction};
@@ -355,6 +356,7 @@ pub fn retry_after_text(secs: u64) -> String {
 
 pub async fn login_post(
     State(state): State<AppState>,
+    ip: ClientIp,
     headers: HeaderMap,
     query: Result<Query<LoginQuery>, axum::extract::rejection::QueryRejection>,
     form: FormInput<LoginForm>,
@@ -363,7 +365,7 @@ pub async fn login_post(
     let interaction = interaction.as_deref();
     let result = async {
         let form = checked_form(&state, &headers, form)?;
-        Ok(match accounts::login(&state, &form.email, &form.password).await? {
+        Ok(match accounts::login(&state, &form.email, &form.password, ip.as_deref()).await? {
             Ok(session) => {
                 // A sign-in replaces whatever session this browser had.
                 if let Some(old) = super::session_token(&state, &headers) {
