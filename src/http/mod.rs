@@ -79,7 +79,10 @@ pub fn router(state: AppState) -> Router {
             "/login",
             get(pages::account::login_get).post(pages::account::login_post),
         )
-        .route("/logout", axum::routing::post(pages::account::logout_post))
+        .route(
+            "/logout",
+            get(oauth::logout::logout_get).post(oauth::logout::logout_post),
+        )
         .route(
             "/login/2fa",
             get(pages::two_factor::login_2fa_get).post(pages::two_factor::login_2fa_post),

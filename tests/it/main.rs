@@ -12,5 +12,6 @@ mod discovery;
 mod email;
 mod health;
 mod keys;
+mod logout;
 mod oidc;
 mod two_factor;

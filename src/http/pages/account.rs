@@ -1,4 +1,5 @@
-//! Sign-up, email confirmation, sign-in and sign-out.
+//! Sign-up, email confirmation and sign-in. (Sign-out is `POST /logout`, in
+//! `http::oauth::logout`, together with RP-initiated logout.)
 
 use askama::Template;
 use axum::extract::{Query, State};
@@ -11,7 +12,6 @@ use super::{
     session_cookie, visitor, with_cookie,
 };
 use crate::http::client_ip::ClientIp;
-use crate::http::cookies;
 use crate::http::csrf::Csrf;
 use crate::http::oauth::authorize::{after_sign_in, with_interaction};
 use crate::service::accounts::{self, FieldErrors, LinkError, LoginError};
@@ -25,7 +25,6 @@ csrf_form!(SignupForm {
 });
 csrf_form!(LoginForm { email, password });
 csrf_form!(EmailForm { email });
-csrf_form!(EmptyForm {});
 
 // ---------------------------------------------------------------- sign-up
 
@@ -425,27 +424,6 @@ pub async fn login_post(
                 None,
             ),
         })
-    }
-    .await;
-    respond(&state, result)
-}
-
-/// `POST /logout` from the profile page: ends the session server-side and
-/// clears the cookie.
-pub async fn logout_post(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    form: FormInput<EmptyForm>,
-) -> Response {
-    let result = async {
-        checked_form(&state, &headers, form)?;
-        let secure = state.https();
-        let name = cookies::name(cookies::SESSION, secure);
-        if let Some(token) = cookies::get(&headers, &name) {
-            accounts::end_session(&state, &token).await?;
-        }
-        let clear = cookies::set(&name, "", Some(0), secure);
-        Ok(with_cookie(see_other("/login?signed_out=1"), Some(clear)))
     }
     .await;
     respond(&state, result)
