@@ -15,6 +15,7 @@ use stepgate::service::clients::{self, Client, NewClient};
 use stepgate::service::{accounts, totp};
 use stepgate::startup::Application;
 use stepgate::state::AppState;
+use stepgate::store::entities::audit_events::Model as AuditEvent;
 use stepgate::store::entities::users::Model as User;
 use stepgate::{store, telemetry};
 
@@ -58,6 +59,24 @@ enum Command {
     Client {
         #[command(subcommand)]
         command: ClientCommand,
+    },
+    /// Read the audit log of security events.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Print the newest events, newest first: time, kind, outcome, user,
+    /// client, IP address and detail.
+    Tail {
+        /// How many events to print.
+        #[arg(long, default_value_t = 50, value_name = "N")]
+        limit: u64,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -230,6 +249,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Keys { command } => keys(command, &settings)?,
         Command::User { command } => user(command, settings).await?,
         Command::Client { command } => client(command, settings).await?,
+        Command::Audit { command } => audit(command, &settings).await?,
     }
     Ok(())
 }
@@ -459,6 +479,60 @@ async fn client(command: ClientCommand, settings: Settings) -> anyhow::Result<()
                 println!(
                     "The old secret no longer works. The new one is shown only this once: store it now."
                 );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An event's time as RFC 3339 in UTC.
+fn event_time(event: &AuditEvent) -> String {
+    chrono::DateTime::from_timestamp(event.at, 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| event.at.to_string())
+}
+
+fn event_json(event: &AuditEvent) -> serde_json::Value {
+    json!({
+        "id": event.id,
+        "time": event_time(event),
+        "kind": event.kind,
+        "outcome": event.outcome,
+        "user_id": event.user_id,
+        "client_id": event.client_id,
+        "ip": event.ip,
+        "detail": event.detail,
+    })
+}
+
+async fn audit(command: AuditCommand, settings: &Settings) -> anyhow::Result<()> {
+    // Only the database: reading the log needs no keys.
+    let db = store::connect(settings).await?;
+    store::migrate(&db).await?;
+    match command {
+        AuditCommand::Tail { limit, json } => {
+            let events = store::audit::tail(&db, limit).await?;
+            if json {
+                let events: Vec<_> = events.iter().map(event_json).collect();
+                print_json(&json!({ "events": events }));
+            } else {
+                let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
+                for e in &events {
+                    let mut line = format!(
+                        "{}  {}  {}  user={}  client={}  ip={}",
+                        event_time(e),
+                        e.kind,
+                        e.outcome,
+                        or_dash(&e.user_id),
+                        or_dash(&e.client_id),
+                        or_dash(&e.ip),
+                    );
+                    if let Some(detail) = &e.detail {
+                        line.push_str("  ");
+                        line.push_str(detail);
+                    }
+                    println!("{line}");
+                }
             }
         }
     }

@@ -25,8 +25,8 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::protocol::discovery::{
-    AUTHORIZATION_PATH, DISCOVERY_PATH, INTROSPECTION_PATH, JWKS_PATH, REVOCATION_PATH, TOKEN_PATH,
-    USERINFO_PATH,
+    AUTHORIZATION_PATH, DISCOVERY_PATH, END_SESSION_PATH, INTROSPECTION_PATH, JWKS_PATH,
+    REVOCATION_PATH, TOKEN_PATH, USERINFO_PATH,
 };
 use crate::state::AppState;
 
@@ -88,7 +88,10 @@ pub fn router(state: AppState) -> Router {
             "/login",
             get(pages::account::login_get).post(pages::account::login_post),
         )
-        .route("/logout", axum::routing::post(pages::account::logout_post))
+        .route(
+            END_SESSION_PATH,
+            get(oauth::logout::logout_get).post(oauth::logout::logout_post),
+        )
         .route(
             "/login/2fa",
             get(pages::two_factor::login_2fa_get).post(pages::two_factor::login_2fa_post),

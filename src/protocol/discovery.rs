@@ -17,6 +17,7 @@ pub const JWKS_PATH: &str = "/jwks";
 pub const USERINFO_PATH: &str = "/userinfo";
 pub const REVOCATION_PATH: &str = "/revoke";
 pub const INTROSPECTION_PATH: &str = "/introspect";
+pub const END_SESSION_PATH: &str = "/logout";
 pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 
 #[derive(Debug, Clone, Serialize)]
@@ -27,6 +28,7 @@ pub struct ProviderMetadata {
     pub userinfo_endpoint: String,
     pub revocation_endpoint: String,
     pub introspection_endpoint: String,
+    pub end_session_endpoint: String,
     pub jwks_uri: String,
     pub scopes_supported: Vec<&'static str>,
     pub response_types_supported: Vec<&'static str>,
@@ -59,6 +61,8 @@ impl ProviderMetadata {
             userinfo_endpoint: at(USERINFO_PATH),
             revocation_endpoint: at(REVOCATION_PATH),
             introspection_endpoint: at(INTROSPECTION_PATH),
+            // RP-Initiated Logout 1.0 §2.1.
+            end_session_endpoint: at(END_SESSION_PATH),
             jwks_uri: at(JWKS_PATH),
             scopes_supported: vec!["openid", "profile", "email", "offline_access"],
             // The authorization code flow only (RFC 9700 §2.1.2 rules out implicit).

@@ -4,5 +4,6 @@ pub mod authorize;
 pub mod discovery;
 pub mod error;
 pub mod jwt;
+pub mod logout;
 pub mod pkce;
 pub mod scope;

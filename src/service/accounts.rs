@@ -7,6 +7,7 @@ use crate::auth::throttle::ThrottlePolicy;
 use crate::crypto::{random_token, sha256_hex};
 use crate::email::OutgoingEmail;
 use crate::state::AppState;
+use crate::store::audit::{self, Event};
 use crate::store::email_tokens::{self, Purpose, Unusable};
 use crate::store::entities::sessions::Model as Session;
 use crate::store::entities::users::Model as User;
@@ -69,6 +70,36 @@ fn password_error(error: PasswordRuleError) -> String {
 
 fn now(state: &AppState) -> i64 {
     state.clock.now().timestamp()
+}
+
+/// Records a security event in the audit log, at the clock's time.
+pub(crate) async fn record(state: &AppState, event: Event<'_>) -> Result<(), AccountError> {
+    audit::record(&state.db, event, now(state)).await?;
+    Ok(())
+}
+
+/// `signin.password`: the outcome of an email + password attempt, with the
+/// account when one matched the email (never the email or the password
+/// itself: the log is no place for them).
+async fn audit_sign_in(
+    state: &AppState,
+    outcome: &str,
+    user_id: Option<&str>,
+    ip: Option<&str>,
+    detail: Option<&str>,
+) -> Result<(), AccountError> {
+    record(
+        state,
+        Event {
+            kind: "signin.password",
+            outcome,
+            user_id,
+            client_id: None,
+            ip,
+            detail,
+        },
+    )
+    .await
 }
 
 fn link(state: &AppState, path: &str, token: &str) -> String {
@@ -292,28 +323,33 @@ pub(crate) fn throttle_key(state: &AppState, email: &str) -> String {
 /// Checks email and password. Failures are counted per email in the
 /// database (shared by all nodes); past `login.free_failures` each failure
 /// locks the email for a doubling delay. Unknown emails are counted and
-/// delayed the same way and cost the same argon2 time.
+/// delayed the same way and cost the same argon2 time. Every outcome is
+/// recorded in the audit log with `ip`, the client's address.
 pub async fn login(
     state: &AppState,
     email: &str,
     password: &str,
+    ip: Option<&str>,
 ) -> Result<Result<NewSession, LoginError>, AccountError> {
     let now = now(state);
     let key = throttle_key(state, email);
-    if let Some(row) = login_throttle::get(&state.db, &key).await?
-        && let Some(until) = row.locked_until
-        && until > now
-    {
-        return Ok(Err(LoginError::Locked {
-            retry_after_secs: (until - now) as u64,
-        }));
-    }
-
     let user = if check_email(email).is_none() {
         users::find_by_email(&state.db, email).await?
     } else {
         None
     };
+    let user_id = user.as_ref().map(|u| u.id.clone());
+    let user_id = user_id.as_deref();
+    if let Some(row) = login_throttle::get(&state.db, &key).await?
+        && let Some(until) = row.locked_until
+        && until > now
+    {
+        audit_sign_in(state, "locked", user_id, ip, None).await?;
+        return Ok(Err(LoginError::Locked {
+            retry_after_secs: (until - now) as u64,
+        }));
+    }
+
     let verified = match &user {
         Some(user) => {
             state
@@ -325,6 +361,12 @@ pub async fn login(
     };
     let Some(user) = user.filter(|_| verified) else {
         let failures = login_throttle::record_failure(&state.db, &key, now).await?;
+        let detail = if user_id.is_some() {
+            "wrong password"
+        } else {
+            "unknown email"
+        };
+        audit_sign_in(state, "failure", user_id, ip, Some(detail)).await?;
         if let Some(delay) = throttle_policy(state).delay_after(failures) {
             login_throttle::lock_until(&state.db, &key, now + delay as i64).await?;
             tracing::warn!(
@@ -332,6 +374,21 @@ pub async fn login(
                 delay_secs = delay,
                 "sign-in locked after repeated failures"
             );
+            // Like `totp.lockout`: the moment the lock starts, on its own row.
+            record(
+                state,
+                Event {
+                    kind: "signin.lockout",
+                    outcome: "locked",
+                    user_id,
+                    client_id: None,
+                    ip,
+                    detail: Some(&format!(
+                        "{failures} consecutive failures; locked {delay} s"
+                    )),
+                },
+            )
+            .await?;
             return Ok(Err(LoginError::Locked {
                 retry_after_secs: delay,
             }));
@@ -340,12 +397,15 @@ pub async fn login(
     };
     login_throttle::clear(&state.db, &key).await?;
     if user.disabled {
+        audit_sign_in(state, "failure", user_id, ip, Some("account disabled")).await?;
         return Ok(Err(LoginError::Disabled));
     }
     if !user.email_verified {
+        audit_sign_in(state, "failure", user_id, ip, Some("email not confirmed")).await?;
         return Ok(Err(LoginError::Unconfirmed));
     }
     let token = start_session(state, &user.id).await?;
+    audit_sign_in(state, "success", user_id, ip, None).await?;
     tracing::info!(user_id = %user.id, "signed in");
     Ok(Ok(NewSession { token, user }))
 }

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod clients;
+pub mod logout;
 pub mod oidc;
 pub mod password;
 pub mod token;

@@ -267,9 +267,14 @@ fn hint_subject(state: &AppState, token: &str) -> Option<String> {
     struct Sub {
         sub: String,
     }
-    jwt::decode_rs256::<Sub>(token, None, &state.settings.issuer, i64::MIN, |kid| {
-        public_key(state, kid)
-    })
+    // typ JWT: an access token (at+jwt) is no ID token hint.
+    jwt::decode_rs256::<Sub>(
+        token,
+        Some(jwt::TYP_ID_TOKEN),
+        &state.settings.issuer,
+        i64::MIN,
+        |kid| public_key(state, kid),
+    )
     .ok()
     .map(|s| s.sub)
 }

@@ -12,6 +12,7 @@ mod discovery;
 mod email;
 mod health;
 mod keys;
+mod logout;
 mod oidc;
 mod oidc_rules;
 mod tokens;

@@ -206,7 +206,7 @@ fn amr(claims: &CoreIdTokenClaims) -> Vec<String> {
 }
 
 /// Sign in and consent through the pages for `flow`; returns the code.
-async fn sign_in_and_consent(browser: &Browser, flow: &Flow, email: &str) -> String {
+pub async fn sign_in_and_consent(browser: &Browser, flow: &Flow, email: &str) -> String {
     let start = browser.get_raw(&flow.url).await;
     assert_eq!(start.status, StatusCode::SEE_OTHER, "{}", start.html);
     let login = browser.follow(start).await;

@@ -3,6 +3,7 @@
 pub mod authorize;
 pub mod client_auth;
 pub mod introspect;
+pub mod logout;
 pub mod revoke;
 pub mod token;
 pub mod userinfo;

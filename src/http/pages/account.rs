@@ -1,4 +1,5 @@
-//! Sign-up, email confirmation, sign-in and sign-out.
+//! Sign-up, email confirmation and sign-in. (Sign-out is `POST /logout`, in
+//! `http::oauth::logout`, together with RP-initiated logout.)
 
 use askama::Template;
 use axum::extract::{Query, State};
@@ -10,7 +11,7 @@ use super::{
     FormInput, Layout, Visitor, checked_form, csrf_form, message, render, respond, see_other,
     session_cookie, visitor, with_cookie,
 };
-use crate::http::cookies;
+use crate::http::client_ip::ClientIp;
 use crate::http::csrf::Csrf;
 use crate::http::oauth::authorize::{after_sign_in, with_interaction};
 use crate::service::accounts::{self, FieldErrors, LinkError, LoginError};
@@ -24,7 +25,6 @@ csrf_form!(SignupForm {
 });
 csrf_form!(LoginForm { email, password });
 csrf_form!(EmailForm { email });
-csrf_form!(EmptyForm {});
 
 // ---------------------------------------------------------------- sign-up
 
@@ -355,6 +355,7 @@ pub fn retry_after_text(secs: u64) -> String {
 
 pub async fn login_post(
     State(state): State<AppState>,
+    ip: ClientIp,
     headers: HeaderMap,
     query: Result<Query<LoginQuery>, axum::extract::rejection::QueryRejection>,
     form: FormInput<LoginForm>,
@@ -363,7 +364,7 @@ pub async fn login_post(
     let interaction = interaction.as_deref();
     let result = async {
         let form = checked_form(&state, &headers, form)?;
-        Ok(match accounts::login(&state, &form.email, &form.password).await? {
+        Ok(match accounts::login(&state, &form.email, &form.password, ip.as_deref()).await? {
             Ok(session) => {
                 // A sign-in replaces whatever session this browser had.
                 if let Some(old) = super::session_token(&state, &headers) {
@@ -423,27 +424,6 @@ pub async fn login_post(
                 None,
             ),
         })
-    }
-    .await;
-    respond(&state, result)
-}
-
-/// `POST /logout` from the profile page: ends the session server-side and
-/// clears the cookie.
-pub async fn logout_post(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    form: FormInput<EmptyForm>,
-) -> Response {
-    let result = async {
-        checked_form(&state, &headers, form)?;
-        let secure = state.https();
-        let name = cookies::name(cookies::SESSION, secure);
-        if let Some(token) = cookies::get(&headers, &name) {
-            accounts::end_session(&state, &token).await?;
-        }
-        let clear = cookies::set(&name, "", Some(0), secure);
-        Ok(with_cookie(see_other("/login?signed_out=1"), Some(clear)))
     }
     .await;
     respond(&state, result)
