@@ -117,6 +117,14 @@ pub fn router(state: AppState) -> Router {
             get(pages::profile::profile_get).post(pages::profile::profile_post),
         )
         .route(
+            "/profile/api-keys",
+            get(pages::api_keys::api_keys_get).post(pages::api_keys::api_keys_post),
+        )
+        .route(
+            "/profile/api-keys/revoke",
+            axum::routing::post(pages::api_keys::api_key_revoke_post),
+        )
+        .route(
             "/password/forgot",
             get(pages::password::forgot_get).post(pages::password::forgot_post),
         )

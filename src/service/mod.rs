@@ -2,6 +2,7 @@
 //! No HTTP types here.
 
 pub mod accounts;
+pub mod api_keys;
 pub mod clients;
 pub mod logout;
 pub mod oidc;

@@ -9,6 +9,7 @@ use crate::protocol::error::{OAuthError, OAuthErrorCode};
 use crate::protocol::jwt::{self, AccessTokenClaims};
 use crate::protocol::scope::Scopes;
 use crate::service::accounts::AccountError;
+use crate::service::api_keys;
 use crate::service::clients::Client;
 use crate::service::totp;
 use crate::state::AppState;
@@ -387,11 +388,20 @@ pub enum BearerError {
 }
 
 /// The claims `/userinfo` returns for an access token (OIDC Core §5.3),
-/// by granted scope.
+/// by granted scope. A personal API key (`sgk_…`) is accepted as the bearer
+/// token too, and answered by the key's scopes.
 pub async fn userinfo(
     state: &AppState,
     token: &str,
 ) -> Result<Result<serde_json::Value, BearerError>, AccountError> {
+    if api_keys::is_api_key(token) {
+        return Ok(match api_keys::verify(state, token).await? {
+            Some((key, user)) => claims_for(&user, &Scopes::parse(&key.scope)),
+            // Unknown, revoked, expired or its user disabled: one answer,
+            // the same as for a bad JWT.
+            None => Err(BearerError::InvalidToken("the access token is not valid")),
+        });
+    }
     let now = now(state);
     let claims = match jwt::decode_rs256::<AccessTokenClaims>(
         token,
@@ -415,15 +425,19 @@ pub async fn userinfo(
             "the access token was revoked or has expired",
         )));
     }
-    let scope = Scopes::parse(&claims.scope);
-    if !scope.contains("openid") {
-        return Ok(Err(BearerError::InsufficientScope));
-    }
     let Some(user) = users::find_by_id(&state.db, &claims.sub).await? else {
         return Ok(Err(BearerError::InvalidToken("the user no longer exists")));
     };
     if user.disabled {
         return Ok(Err(BearerError::InvalidToken("the user is disabled")));
+    }
+    Ok(claims_for(&user, &Scopes::parse(&claims.scope)))
+}
+
+/// The UserInfo claims of `user` that `scope` grants (OIDC Core §5.4).
+fn claims_for(user: &User, scope: &Scopes) -> Result<serde_json::Value, BearerError> {
+    if !scope.contains("openid") {
+        return Err(BearerError::InsufficientScope);
     }
     let mut out = serde_json::json!({ "sub": user.id });
     if scope.contains("profile") {
@@ -433,5 +447,5 @@ pub async fn userinfo(
         out["email"] = user.email.clone().into();
         out["email_verified"] = user.email_verified.into();
     }
-    Ok(Ok(out))
+    Ok(out)
 }

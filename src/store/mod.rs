@@ -2,6 +2,7 @@
 //! as capabilities land, one file of queries per concept.
 
 pub mod access_tokens;
+pub mod api_keys;
 pub mod audit;
 pub mod authorization_codes;
 pub mod clients;

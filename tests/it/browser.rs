@@ -28,6 +28,9 @@ pub struct HtmlForm {
     pub fields: BTreeMap<String, String>,
     /// Names of `<button name=… value=…>` and their values, for decisions.
     pub buttons: Vec<(String, String)>,
+    /// What a browser would send, in order: repeated names kept, unchecked
+    /// checkboxes and disabled inputs left out.
+    pub pairs: Vec<(String, String)>,
 }
 
 impl Browser {
@@ -118,6 +121,37 @@ impl Browser {
         self.read(response).await
     }
 
+    /// Submits the page's form that posts to `action` as a browser would
+    /// (`HtmlForm::pairs`), where every name given in `values` is sent with
+    /// exactly those values instead (so a repeated field like `scope` can be
+    /// given several values).
+    pub async fn submit_pairs_raw(
+        &self,
+        page: &Page,
+        action: &str,
+        values: &[(&str, &str)],
+    ) -> Page {
+        let form = page.form(action);
+        let mut pairs: Vec<(String, String)> = form
+            .pairs
+            .into_iter()
+            .filter(|(k, _)| !values.iter().any(|(name, _)| name == k))
+            .collect();
+        pairs.extend(
+            values
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        let response = self
+            .client
+            .post(self.absolute(&form.action))
+            .form(&pairs)
+            .send()
+            .await
+            .expect("POST form");
+        self.read(response).await
+    }
+
     /// `submit_raw`, then follows redirects.
     pub async fn submit(&self, page: &Page, action: &str, values: &[(&str, &str)]) -> Page {
         let page = self.submit_raw(page, action, values).await;
@@ -147,12 +181,21 @@ impl Page {
                 action: attrs.get("action").cloned().unwrap_or_default(),
                 fields: BTreeMap::new(),
                 buttons: Vec::new(),
+                pairs: Vec::new(),
             };
             for tag in tags(markup, "<input") {
                 let a = attributes(tag);
                 if let Some(name) = a.get("name") {
-                    form.fields
-                        .insert(name.clone(), a.get("value").cloned().unwrap_or_default());
+                    let value = a.get("value").cloned().unwrap_or_default();
+                    form.fields.insert(name.clone(), value.clone());
+                    let flag = |f: &str| tag.split_whitespace().any(|w| w == f);
+                    let checkable = matches!(
+                        a.get("type").map(String::as_str),
+                        Some("checkbox" | "radio")
+                    );
+                    if !flag("disabled") && (!checkable || flag("checked")) {
+                        form.pairs.push((name.clone(), value));
+                    }
                 }
             }
             for tag in tags(markup, "<button") {

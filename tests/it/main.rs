@@ -5,6 +5,7 @@ mod helpers;
 
 mod accounts;
 mod accounts_bad_paths;
+mod api_keys;
 mod clients;
 
 mod cli;

@@ -4,13 +4,15 @@
 //! stable form contract.
 
 pub mod account;
+pub mod api_keys;
 pub mod password;
 pub mod profile;
 pub mod two_factor;
 
 use askama::Template;
 use axum::Form;
-use axum::extract::rejection::FormRejection;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, FormRejection};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
@@ -162,6 +164,68 @@ pub fn checked_form<T: HasCsrf>(
         _ => PageError::BadForm(e.body_text()),
     })?;
     if !crate::http::csrf::check(state, headers, form.csrf_token()) {
+        return Err(PageError::Csrf);
+    }
+    Ok(form)
+}
+
+/// A posted form kept as its name/value pairs, for forms with a repeatable
+/// field (`scope` on the API key form), which `Form` cannot collect.
+#[derive(Debug)]
+pub struct FormPairs(Vec<(String, String)>);
+
+impl FormPairs {
+    /// The value of a single-valued field; empty when missing. A repeated
+    /// one is a bad form, as `Form` would answer.
+    pub fn one(&self, name: &str) -> Result<String, PageError> {
+        let mut values = self.0.iter().filter(|(k, _)| k == name);
+        match (values.next(), values.next()) {
+            (None, _) => Ok(String::new()),
+            (Some((_, v)), None) => Ok(v.clone()),
+            (Some(_), Some(_)) => Err(PageError::BadForm(format!("`{name}` is repeated"))),
+        }
+    }
+
+    /// Every value of a repeatable field, in order.
+    pub fn all(&self, name: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.0.iter().any(|(k, _)| k == name)
+    }
+}
+
+/// `checked_form` for `FormPairs`: the body must be a urlencoded form (as
+/// `Form` requires) and carry exactly one valid `csrf_token`, checked before
+/// anything else is read from it.
+pub fn checked_pairs(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<FormPairs, PageError> {
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => PageError::TooLarge,
+        _ => PageError::BadForm(e.body_text()),
+    })?;
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !is_form {
+        return Err(PageError::BadForm("not a urlencoded form".into()));
+    }
+    let form = FormPairs(url::form_urlencoded::parse(&body).into_owned().collect());
+    let token = form.one("csrf_token").map_err(|_| PageError::Csrf)?;
+    if !crate::http::csrf::check(state, headers, Some(&token)) {
         return Err(PageError::Csrf);
     }
     Ok(form)

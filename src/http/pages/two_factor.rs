@@ -23,7 +23,7 @@ csrf_form!(CodeForm { code });
 csrf_form!(DeactivateForm { password, code });
 
 /// What a person is told about a rejected code.
-fn code_problem(error: &CodeError) -> String {
+pub(super) fn code_problem(error: &CodeError) -> String {
     match error {
         CodeError::Invalid => {
             "That code is not right. Enter the code your app shows now; each code works once."
@@ -45,7 +45,7 @@ fn code_problem(error: &CodeError) -> String {
 }
 
 /// 401 for a wrong code, 429 with `Retry-After` when locked.
-fn code_status(error: &CodeError) -> StatusCode {
+pub(super) fn code_status(error: &CodeError) -> StatusCode {
     match error {
         CodeError::Locked { .. } => StatusCode::TOO_MANY_REQUESTS,
         CodeError::Invalid => StatusCode::UNAUTHORIZED,
@@ -53,7 +53,7 @@ fn code_status(error: &CodeError) -> StatusCode {
     }
 }
 
-fn with_retry_after(mut response: Response, error: &CodeError) -> Response {
+pub(super) fn with_retry_after(mut response: Response, error: &CodeError) -> Response {
     if let CodeError::Locked { retry_after_secs } = error {
         response
             .headers_mut()
