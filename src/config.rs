@@ -646,8 +646,11 @@ mod docs_tests {
                 in_file.insert(format!("{section}{}", key.trim()));
             }
         }
+        // The options table: from its header to the first line that is not a row.
         let in_docs: std::collections::BTreeSet<String> = docs
             .lines()
+            .skip_while(|l| !l.starts_with("| key | default | meaning |"))
+            .take_while(|l| l.starts_with('|'))
             .filter_map(|l| l.strip_prefix("| `"))
             .filter_map(|l| l.split_once('`'))
             .map(|(key, _)| key.to_owned())

@@ -11,6 +11,7 @@ use crate::protocol::jwt::{self, AccessTokenClaims, IdTokenClaims};
 use crate::protocol::pkce;
 use crate::protocol::scope::Scopes;
 use crate::service::accounts::AccountError;
+use crate::service::api_keys;
 use crate::service::clients::{Client, GRANT_REFRESH_TOKEN};
 use crate::service::oidc::public_key;
 use crate::state::AppState;
@@ -612,10 +613,31 @@ fn access_token_jti(state: &AppState, token: &str) -> Option<String> {
 // ---------------------------------------------------------------- introspection
 
 /// RFC 7662 §2.2: what a token is, or `{"active": false}` when it is not
-/// usable (unknown, expired, revoked, or its user disabled).
+/// usable (unknown, expired, revoked, or its user disabled). Answers for
+/// personal API keys too (`token_type: "api_key"`), so resource servers
+/// validate them the same way.
 pub async fn introspect(state: &AppState, token: &str) -> Result<Value, AccountError> {
     let now = now(state);
     let inactive = json!({ "active": false });
+    if api_keys::is_api_key(token) {
+        return Ok(match api_keys::verify(state, token).await? {
+            Some((key, user)) => {
+                let mut answer = json!({
+                    "active": true,
+                    "token_type": "api_key",
+                    "sub": user.id,
+                    "scope": key.scope,
+                    "iat": key.created_at,
+                    "iss": state.settings.issuer,
+                });
+                if let Some(exp) = key.expires_at {
+                    answer["exp"] = exp.into();
+                }
+                answer
+            }
+            None => inactive,
+        });
+    }
     if let Ok(claims) = jwt::decode_rs256::<AccessTokenClaims>(
         token,
         Some(jwt::TYP_ACCESS_TOKEN),

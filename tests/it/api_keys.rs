@@ -21,6 +21,7 @@ on_both_backends!(
     keys_expire_and_stop_with_a_disabled_account,
     with_2fa_a_stale_second_factor_asks_for_a_code_first,
     keys_belong_to_their_owner_and_forms_are_guarded,
+    resource_servers_validate_keys_by_introspection,
 );
 
 const PAGE: &str = "/profile/api-keys";
@@ -522,4 +523,53 @@ async fn keys_belong_to_their_owner_and_forms_are_guarded(backend: Backend) {
     assert_eq!(key_count(&app).await, count);
     // The longest lifetime is accepted.
     create_key(&ada, "decade", &[], "3650").await;
+}
+
+/// RFC 7662: a resource server (a registered confidential client) checks a
+/// key at /introspect and gets `token_type: "api_key"`, `sub` and `scope`;
+/// a revoked key is inactive.
+async fn resource_servers_validate_keys_by_introspection(backend: Backend) {
+    let (app, _clock) = spawn(backend).await;
+    app.create_user("auto@example.com", PASSWORD, true).await;
+    let sub = user_id(&app, "auto@example.com").await;
+    let browser = app.browser();
+    sign_in(&browser, "auto@example.com", PASSWORD).await;
+    let key = create_key(&browser, "deploy bot", &["email"], "30").await;
+    let resource = crate::oidc::register(&app, &[]);
+    let introspect = |token: String| {
+        let app = &app;
+        let resource = &resource;
+        async move {
+            let response = app
+                .client
+                .post(app.url("/introspect"))
+                .basic_auth(&resource.id, resource.secret.as_deref())
+                .form(&[("token", token.as_str())])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            response.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let live = introspect(key.clone()).await;
+    assert_eq!(live["active"], true, "{live}");
+    assert_eq!(live["token_type"], "api_key");
+    assert_eq!(live["sub"], sub.as_str());
+    assert_eq!(live["scope"], "email openid");
+    assert!(live["exp"].is_i64());
+
+    let id = key_id(&app, "deploy bot").await;
+    let page = browser.get(PAGE).await;
+    browser
+        .submit_raw(&page, REVOKE, &[("key_id", id.as_str())])
+        .await;
+    assert_eq!(
+        introspect(key).await,
+        serde_json::json!({ "active": false })
+    );
+    assert_eq!(
+        introspect("sgk_not-a-real-key".into()).await,
+        serde_json::json!({ "active": false })
+    );
 }
