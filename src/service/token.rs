@@ -529,71 +529,70 @@ pub async fn client_credentials(state: &AppState, client: &Client, scope: Option
 /// RFC 7009 §2.1: revokes an access token (by its `jti`) or a refresh token
 /// (and its family) that belongs to `client`. Unknown tokens, and tokens of
 /// other clients, change nothing and answer the same: no oracle for which
-/// tokens exist.
+/// tokens exist. The hint only orders the lookups.
 pub async fn revoke(
     state: &AppState,
     client: &Client,
     token: &str,
     hint: Option<&str>,
 ) -> Result<(), AccountError> {
-    let now = now(state);
-    let try_refresh = async {
-        if let Some(row) = refresh_tokens::find(&state.db, &sha256_hex(token)).await?
-            && row.client_id == client.client_id
-        {
-            refresh_tokens::revoke_family(&state.db, &row.family_id, now).await?;
-            audit_event(
-                state,
-                "token.revoked",
-                "success",
-                Some(&row.user_id),
-                &client.client_id,
-                Some("refresh_token"),
-            )
-            .await?;
-            return Ok::<bool, AccountError>(true);
+    if hint == Some("refresh_token") {
+        if !revoke_refresh(state, client, token).await? {
+            revoke_access(state, client, token).await?;
         }
-        Ok(false)
-    };
-    // The hint only orders the lookups (RFC 7009 §2.1).
-    if hint == Some("refresh_token") && try_refresh.await? {
-        return Ok(());
-    }
-    if let Some(jti) = access_token_jti(state, token)
-        && access_tokens::revoke(&state.db, &jti, &client.client_id, now).await?
-    {
-        audit_event(
-            state,
-            "token.revoked",
-            "success",
-            None,
-            &client.client_id,
-            Some("access_token"),
-        )
-        .await?;
-        return Ok(());
-    }
-    if hint != Some("refresh_token") {
-        let refresh = async {
-            if let Some(row) = refresh_tokens::find(&state.db, &sha256_hex(token)).await?
-                && row.client_id == client.client_id
-            {
-                refresh_tokens::revoke_family(&state.db, &row.family_id, now).await?;
-                audit_event(
-                    state,
-                    "token.revoked",
-                    "success",
-                    Some(&row.user_id),
-                    &client.client_id,
-                    Some("refresh_token"),
-                )
-                .await?;
-            }
-            Ok::<(), AccountError>(())
-        };
-        refresh.await?;
+    } else if !revoke_access(state, client, token).await? {
+        revoke_refresh(state, client, token).await?;
     }
     Ok(())
+}
+
+/// Revokes a refresh token's family if the token is `client`'s.
+async fn revoke_refresh(
+    state: &AppState,
+    client: &Client,
+    token: &str,
+) -> Result<bool, AccountError> {
+    let Some(row) = refresh_tokens::find(&state.db, &sha256_hex(token)).await? else {
+        return Ok(false);
+    };
+    if row.client_id != client.client_id {
+        return Ok(false);
+    }
+    refresh_tokens::revoke_family(&state.db, &row.family_id, now(state)).await?;
+    audit_event(
+        state,
+        "token.revoked",
+        "success",
+        Some(&row.user_id),
+        &client.client_id,
+        Some("refresh_token"),
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Revokes an access token if it is `client`'s.
+async fn revoke_access(
+    state: &AppState,
+    client: &Client,
+    token: &str,
+) -> Result<bool, AccountError> {
+    let Some(jti) = access_token_jti(state, token) else {
+        return Ok(false);
+    };
+    if !access_tokens::revoke(&state.db, &jti, &client.client_id, now(state)).await? {
+        return Ok(false);
+    }
+    audit_event(
+        state,
+        "token.revoked",
+        "success",
+        None,
+        &client.client_id,
+        Some("access_token"),
+    )
+    .await?;
+    Ok(true)
 }
 
 /// The `jti` of an access token we signed (expired ones included: revoking

@@ -171,3 +171,17 @@ pub async fn authenticate(
         Err(e) => Err(server_error(e)),
     }
 }
+
+/// The prologue of the three endpoints: the form body, then the client
+/// that authenticated. `Err` is the answer to send.
+pub async fn authenticated_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(RawParams, Client, bool), Box<Response>> {
+    let params = form_params(headers, body)?;
+    let (client, basic) = authenticate(state, headers, &params)
+        .await
+        .map_err(Box::new)?;
+    Ok((params, client, basic))
+}

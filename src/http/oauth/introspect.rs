@@ -7,9 +7,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::HeaderMap;
 use axum::response::Response;
 
-use super::client_auth::{
-    authenticate, error, form_params, invalid_request, json_no_store, server_error,
-};
+use super::client_auth::{authenticated_form, error, invalid_request, json_no_store, server_error};
 use crate::protocol::error::{OAuthError, OAuthErrorCode};
 use crate::service::token;
 use crate::state::AppState;
@@ -19,24 +17,20 @@ pub async fn introspect_post(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let params = match form_params(&headers, body) {
-        Ok(p) => p,
+    let (params, client, basic) = match authenticated_form(&state, &headers, body).await {
+        Ok(found) => found,
         Err(response) => return *response,
     };
     // RFC 7662 §2.1: the endpoint requires authorization (401 without); a
     // public client's bare client_id is no authorization.
-    match authenticate(&state, &headers, &params).await {
-        Ok((client, basic)) if client.public => {
-            return error(
-                &OAuthError::new(
-                    OAuthErrorCode::InvalidClient,
-                    "introspection needs a confidential client",
-                ),
-                basic,
-            );
-        }
-        Ok(_) => {}
-        Err(response) => return response,
+    if client.public {
+        return error(
+            &OAuthError::new(
+                OAuthErrorCode::InvalidClient,
+                "introspection needs a confidential client",
+            ),
+            basic,
+        );
     }
     let Some(token) = params.get("token") else {
         return invalid_request("token is required");

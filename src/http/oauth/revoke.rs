@@ -7,7 +7,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::client_auth::{authenticate, form_params, invalid_request, server_error};
+use super::client_auth::{authenticated_form, invalid_request, server_error};
 use crate::service::token;
 use crate::state::AppState;
 
@@ -16,13 +16,9 @@ pub async fn revoke_post(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let params = match form_params(&headers, body) {
-        Ok(p) => p,
-        Err(response) => return *response,
-    };
-    let (client, _) = match authenticate(&state, &headers, &params).await {
+    let (params, client, _) = match authenticated_form(&state, &headers, body).await {
         Ok(found) => found,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let Some(token) = params.get("token") else {
         return invalid_request("token is required");

@@ -8,9 +8,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::HeaderMap;
 use axum::response::Response;
 
-use super::client_auth::{
-    authenticate, error, form_params, invalid_request, json_no_store, server_error,
-};
+use super::client_auth::{authenticated_form, error, invalid_request, json_no_store, server_error};
 use crate::protocol::error::{OAuthError, OAuthErrorCode};
 use crate::service::clients::{
     GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_REFRESH_TOKEN,
@@ -23,13 +21,9 @@ pub async fn token_post(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let params = match form_params(&headers, body) {
-        Ok(p) => p,
-        Err(response) => return *response,
-    };
-    let (client, basic) = match authenticate(&state, &headers, &params).await {
+    let (params, client, basic) = match authenticated_form(&state, &headers, body).await {
         Ok(found) => found,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let Some(grant_type) = params.get("grant_type") else {
         return invalid_request("grant_type is required");

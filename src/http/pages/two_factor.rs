@@ -9,8 +9,8 @@ use axum::response::Response;
 use super::account::{FlowInput, flow};
 use super::profile::{ProfileSections, TwoFactorStatus, profile_page};
 use super::{
-    FormInput, Layout, PageError, SignedIn, checked_form, csrf_form, render, require_signed_in,
-    respond, see_other, session_cookie, with_cookie,
+    FormInput, Layout, PageError, SignedIn, Visitor, checked_form, csrf_form, render,
+    require_signed_in, respond, see_other, session_cookie, visitor, with_cookie,
 };
 use crate::http::client_ip::ClientIp;
 use crate::http::csrf::Csrf;
@@ -112,30 +112,13 @@ pub async fn login_2fa_get(
     let interaction = flow(query);
     let interaction = interaction.as_deref();
     let result = async {
-        let session = match super::session_token(&state, &headers) {
-            Some(token) => {
-                accounts::current_session(&state, &token)
-                    .await?
-                    .map(|(session, user)| SignedIn {
-                        session,
-                        user,
-                        token,
-                    })
-            }
-            None => None,
-        };
-        Ok(match session {
-            // The prompt for whoever owes a code: a 2FA account after its
-            // password, or, during an authorization that asks for MFA, any
-            // session that has not passed one yet.
-            Some(who)
-                if who.session.otp_at.is_none()
-                    && totp::is_enabled(&state, &who.user.id).await? =>
-            {
+        // The prompt is for a 2FA account whose session has only the password.
+        Ok(match visitor(&state, &headers).await? {
+            Visitor::NeedsSecondFactor(who) => {
                 challenge_page(&state, &who, StatusCode::OK, interaction, None)
             }
-            Some(_) => see_other(&after_sign_in(interaction)),
-            None => see_other(&in_flow("/login", interaction)),
+            Visitor::SignedIn(_) => see_other(&after_sign_in(interaction)),
+            Visitor::Anonymous => see_other(&in_flow("/login", interaction)),
         })
     }
     .await;
@@ -152,27 +135,10 @@ pub async fn login_2fa_post(
     let interaction = flow(query);
     let interaction = interaction.as_deref();
     let result = async {
-        let who = match super::session_token(&state, &headers) {
-            Some(token) => {
-                accounts::current_session(&state, &token)
-                    .await?
-                    .map(|(session, user)| SignedIn {
-                        session,
-                        user,
-                        token,
-                    })
-            }
-            None => None,
-        };
-        let who = match who {
-            Some(who)
-                if who.session.otp_at.is_none()
-                    && totp::is_enabled(&state, &who.user.id).await? =>
-            {
-                who
-            }
-            Some(_) => return Ok(see_other(&after_sign_in(interaction))),
-            None => return Ok(see_other(&in_flow("/login", interaction))),
+        let who = match visitor(&state, &headers).await? {
+            Visitor::NeedsSecondFactor(who) => who,
+            Visitor::SignedIn(_) => return Ok(see_other(&after_sign_in(interaction))),
+            Visitor::Anonymous => return Ok(see_other(&in_flow("/login", interaction))),
         };
         let form = checked_form(&state, &headers, form)?;
         match totp::verify_second_factor(&state, &who.user, &form.code, ip.as_deref()).await? {
