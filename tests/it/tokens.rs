@@ -25,6 +25,7 @@ on_both_backends!(
     client_credentials_gives_the_client_its_own_token,
     revocation_of_each_kind_and_by_the_wrong_client,
     introspection_of_live_expired_and_revoked_tokens,
+    refresh_fails_after_the_second_factor_is_reset,
 );
 
 /// Runs a full sign-in with `offline_access` and returns the token response.
@@ -597,4 +598,80 @@ async fn introspection_of_live_expired_and_revoked_tokens(backend: Backend) {
         introspect(&app, &resource_server, &access).await["active"],
         false
     );
+}
+
+/// A grant that rested on the second factor ends when an operator resets
+/// that factor (the lost phone may be in someone else's hands).
+async fn refresh_fails_after_the_second_factor_is_reset(backend: Backend) {
+    let (app, clock) = spawn(backend).await;
+    app.create_user("phone@example.com", PASSWORD, true).await;
+    let browser = app.browser();
+    let (secret, _) = crate::two_factor::activate(&app, &browser, "phone@example.com").await;
+    let client = register(&app, &[]);
+    let rp = relying_party(&app, &client).await;
+
+    // Sign in anew with password and code, with offline_access.
+    let profile = browser.get("/profile").await;
+    browser.submit(&profile, "/logout", &[]).await;
+    clock.advance(Duration::seconds(30));
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, _, nonce) = rp
+        .authorize_url(
+            openidconnect::core::CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .add_scope(Scope::new("offline_access".into()))
+        .set_pkce_challenge(challenge)
+        .url();
+    let login = browser.get(url.as_str()).await;
+    let after = browser
+        .submit_raw(
+            &login,
+            "/login",
+            &[("email", "phone@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    let prompt = until_client(&browser, after)
+        .await
+        .expect_err("code prompt");
+    let code = crate::two_factor::totp_code(&secret, stepgate::clock::Clock::now(&clock));
+    let after = browser
+        .submit_raw(&prompt, "/login/2fa", &[("code", &code)])
+        .await;
+    let consent = until_client(&browser, after).await.expect_err("consent");
+    let allowed = browser
+        .submit_raw(&consent, "/consent", &[("decision", "allow")])
+        .await;
+    let location = until_client(&browser, allowed).await.unwrap();
+    let tokens = rp
+        .exchange_code(AuthorizationCode::new(query(&location)["code"].clone()))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&oidc_http)
+        .await
+        .unwrap();
+    tokens
+        .id_token()
+        .unwrap()
+        .claims(&rp.id_token_verifier(), &nonce)
+        .unwrap();
+    let refreshed = refresh(&rp, tokens.refresh_token().unwrap())
+        .await
+        .expect("works before");
+
+    let config = write_config(app.dir.path(), &app.db, "");
+    let out = stepgate(
+        &[
+            "user",
+            "reset-2fa",
+            "phone@example.com",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let refused = refresh(&rp, refreshed.refresh_token().unwrap()).await;
+    assert!(refused.unwrap_err().contains("invalid_grant"));
 }
