@@ -144,20 +144,30 @@ fn percent_encode(text: &str) -> String {
     out
 }
 
-/// Recovery codes: 80 random bits each, shown as four groups of four
-/// characters from an alphabet without look-alikes (no 0/o, 1/l/i).
+/// Recovery codes: 16 characters each, drawn uniformly from an alphabet of
+/// 31 without look-alikes (no 0/o, 1/l/i), so about 79 random bits; shown
+/// as four groups of four.
 pub const RECOVERY_CODES: usize = 10;
-const RECOVERY_ALPHABET: &[u8; 32] = b"abcdefghjkmnpqrstuvwxyz23456789x";
+const RECOVERY_ALPHABET: &[u8; 31] = b"abcdefghjkmnpqrstuvwxyz23456789";
+const RECOVERY_CHARS: usize = 16;
+
+/// One character drawn uniformly: bytes at or above the largest multiple of
+/// 31 below 256 are redrawn, so no character is likelier than another.
+fn recovery_char() -> char {
+    const LIMIT: u8 = (256 / RECOVERY_ALPHABET.len() * RECOVERY_ALPHABET.len()) as u8;
+    loop {
+        let mut byte = [0u8; 1];
+        aws_lc_rs::rand::fill(&mut byte).expect("the system RNG works");
+        if byte[0] < LIMIT {
+            return RECOVERY_ALPHABET[byte[0] as usize % RECOVERY_ALPHABET.len()] as char;
+        }
+    }
+}
 
 pub fn generate_recovery_codes() -> Vec<String> {
     (0..RECOVERY_CODES)
         .map(|_| {
-            let mut bytes = [0u8; 16];
-            aws_lc_rs::rand::fill(&mut bytes).expect("the system RNG works");
-            let chars: Vec<char> = bytes
-                .iter()
-                .map(|b| RECOVERY_ALPHABET[(b & 31) as usize] as char)
-                .collect();
+            let chars: Vec<char> = (0..RECOVERY_CHARS).map(|_| recovery_char()).collect();
             chars
                 .chunks(4)
                 .map(|c| c.iter().collect::<String>())
@@ -175,7 +185,8 @@ pub fn normalize_recovery_code(input: &str) -> Option<String> {
         .filter(|c| !c.is_whitespace() && *c != '-')
         .flat_map(char::to_lowercase)
         .collect();
-    (code.len() == 16 && code.bytes().all(|b| RECOVERY_ALPHABET.contains(&b))).then_some(code)
+    (code.len() == RECOVERY_CHARS && code.bytes().all(|b| RECOVERY_ALPHABET.contains(&b)))
+        .then_some(code)
 }
 
 /// AES-256-GCM for secrets at rest: `v1.` + base64(nonce ‖ ciphertext ‖ tag),
@@ -314,6 +325,20 @@ mod tests {
             uri,
             "otpauth://totp/NAO%20Cloud:ada@example.com?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=NAO%20Cloud&algorithm=SHA1&digits=6&period=30"
         );
+    }
+
+    #[test]
+    fn the_recovery_alphabet_has_no_repeats_or_look_alikes() {
+        let mut symbols = RECOVERY_ALPHABET.to_vec();
+        symbols.sort();
+        symbols.dedup();
+        assert_eq!(symbols.len(), RECOVERY_ALPHABET.len(), "each symbol once");
+        for look_alike in [b'0', b'o', b'1', b'l', b'i'] {
+            assert!(!RECOVERY_ALPHABET.contains(&look_alike));
+        }
+        // Every symbol turns up: none is unreachable.
+        let drawn: std::collections::BTreeSet<char> = (0..5000).map(|_| recovery_char()).collect();
+        assert_eq!(drawn.len(), RECOVERY_ALPHABET.len());
     }
 
     #[test]
