@@ -49,11 +49,21 @@ async fn browser_journey() {
         c: session.clone(),
         shots: std::env::var_os(SCREENSHOTS_VAR).map(PathBuf::from),
     };
-    let outcome = journey(&server, &rp, &browser, &redirect_uri).await;
+    // The journey runs as its own task so that a failed step (a panic) still
+    // lets this function end the Chromium session: killing chromedriver
+    // alone would leave Chromium running.
+    let outcome = tokio::spawn(async move {
+        let result = journey(&server, &rp, &browser, &redirect_uri).await;
+        server.stop().await;
+        result
+    })
+    .await;
     let _ = session.close().await;
     drop(driver);
-    server.stop().await;
-    outcome.expect("the journey");
+    match outcome {
+        Ok(result) => result.expect("the journey"),
+        Err(failed) => std::panic::resume_unwind(failed.into_panic()),
+    }
 }
 
 /// The journey itself; any broken step is an error (or a panic) naming it.
