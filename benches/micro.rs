@@ -80,7 +80,10 @@ fn totp_verify(c: &mut Criterion) {
 fn pkce_s256(c: &mut Criterion) {
     let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
     let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
-    assert!(pkce::verify_s256(verifier, challenge), "RFC 7636 appendix B");
+    assert!(
+        pkce::verify_s256(verifier, challenge),
+        "RFC 7636 appendix B"
+    );
     c.bench_function("pkce_verify_s256", |b| {
         b.iter(|| pkce::verify_s256(black_box(verifier), black_box(challenge)))
     });

@@ -48,7 +48,9 @@ impl Args {
         let mut map = HashMap::new();
         while let Some(key) = args.next() {
             let key = key.trim_start_matches("--").to_owned();
-            let value = args.next().unwrap_or_else(|| panic!("--{key} needs a value"));
+            let value = args
+                .next()
+                .unwrap_or_else(|| panic!("--{key} needs a value"));
             map.insert(key, value);
         }
         (mode, Self(map))
@@ -92,7 +94,10 @@ fn random_b64(bytes: usize) -> String {
 fn base32_decode(text: &str) -> Vec<u8> {
     let mut out = Vec::new();
     let (mut buffer, mut bits) = (0u32, 0);
-    for c in text.bytes().filter(|c| *c != b'=' && !c.is_ascii_whitespace()) {
+    for c in text
+        .bytes()
+        .filter(|c| *c != b'=' && !c.is_ascii_whitespace())
+    {
         let value = match c {
             b'A'..=b'Z' => c - b'A',
             b'a'..=b'z' => c - b'a',
@@ -123,7 +128,11 @@ fn totp_code(secret: &[u8], step: u64) -> String {
 }
 
 fn now_step() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() / 30
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 30
 }
 
 /// A page's form: its action and its hidden fields.
@@ -222,7 +231,13 @@ async fn walk_to_code(
             return fail(format!("{status}: {}", &html[..html.len().min(300)]));
         }
         response = if let Some(form) = find_form(&html, "name=\"password\"") {
-            post_form(http, base, form, &[("email", email), ("password", PASSWORD)]).await?
+            post_form(
+                http,
+                base,
+                form,
+                &[("email", email), ("password", PASSWORD)],
+            )
+            .await?
         } else if let Some(form) = find_form(&html, "one-time-code") {
             let secret = totp_secret.ok_or("a TOTP prompt for an account without TOTP")?;
             // The next step: accepted within the ±1 skew, and always newer
@@ -232,7 +247,10 @@ async fn walk_to_code(
         } else if let Some(form) = find_form(&html, "name=\"decision\"") {
             post_form(http, base, form, &[("decision", "allow")]).await?
         } else {
-            return fail(format!("an unexpected page: {}", &html[..html.len().min(300)]));
+            return fail(format!(
+                "an unexpected page: {}",
+                &html[..html.len().min(300)]
+            ));
         };
     }
     fail("too many steps")
@@ -264,7 +282,12 @@ impl Rp {
         (url.to_string(), verifier)
     }
 
-    async fn exchange(&self, http: &Client, code: &str, verifier: &str) -> Result<serde_json::Value> {
+    async fn exchange(
+        &self,
+        http: &Client,
+        code: &str,
+        verifier: &str,
+    ) -> Result<serde_json::Value> {
         let response = http
             .post(format!("{}/token", self.base))
             .basic_auth(&self.client_id, Some(&self.client_secret))
@@ -294,8 +317,15 @@ impl Rp {
     ) -> Result<serde_json::Value> {
         let (url, verifier) = self.authorize_url(scope);
         let response = http.get(url).send().await?;
-        let code =
-            walk_to_code(http, &self.base, &self.redirect, response, email, totp_secret).await?;
+        let code = walk_to_code(
+            http,
+            &self.base,
+            &self.redirect,
+            response,
+            email,
+            totp_secret,
+        )
+        .await?;
         self.exchange(http, &code, &verifier).await
     }
 }
@@ -390,9 +420,20 @@ fn read_lines(path: &str) -> Vec<String> {
 /// Signs `email` in at /login and activates TOTP; returns the base32 secret.
 async fn seed_one(base: &str, email: &str) -> Result<String> {
     let http = browser();
-    let login = http.get(format!("{base}/login")).send().await?.text().await?;
+    let login = http
+        .get(format!("{base}/login"))
+        .send()
+        .await?
+        .text()
+        .await?;
     let form = find_form(&login, "name=\"password\"").ok_or("no sign-in form")?;
-    let response = post_form(&http, base, form, &[("email", email), ("password", PASSWORD)]).await?;
+    let response = post_form(
+        &http,
+        base,
+        form,
+        &[("email", email), ("password", PASSWORD)],
+    )
+    .await?;
     if !response.status().is_redirection() {
         return fail(format!("sign-in of {email} refused: {}", response.status()));
     }
@@ -402,7 +443,9 @@ async fn seed_one(base: &str, email: &str) -> Result<String> {
         .await?
         .text()
         .await?;
-    let start = page.find("id=\"totp-secret\">").ok_or("no TOTP secret on the page")?
+    let start = page
+        .find("id=\"totp-secret\">")
+        .ok_or("no TOTP secret on the page")?
         + "id=\"totp-secret\">".len();
     let secret = page[start..start + page[start..].find('<').unwrap()].to_owned();
     let form = find_form(&page, "one-time-code").ok_or("no activation form")?;
@@ -487,25 +530,24 @@ async fn main() -> Result<()> {
             let (client_id, client_secret) = args.client();
             let tokens = Arc::new(read_lines(&args.get("tokens")));
             let http = Client::builder().build()?;
-            let (report, error) = measure(
-                tokens.len(),
-                args.number("concurrency", 16),
-                move |i| {
-                    let request = http
-                        .post(format!("{base}/token"))
-                        .basic_auth(&client_id, Some(&client_secret))
-                        .form(&[("grant_type", "refresh_token"), ("refresh_token", &tokens[i])]);
-                    async move {
-                        let response = request.send().await?;
-                        let status = response.status();
-                        let body = response.bytes().await?;
-                        if status != StatusCode::OK {
-                            return fail(format!("{status}: {}", String::from_utf8_lossy(&body)));
-                        }
-                        Ok(())
+            let (report, error) = measure(tokens.len(), args.number("concurrency", 16), move |i| {
+                let request = http
+                    .post(format!("{base}/token"))
+                    .basic_auth(&client_id, Some(&client_secret))
+                    .form(&[
+                        ("grant_type", "refresh_token"),
+                        ("refresh_token", &tokens[i]),
+                    ]);
+                async move {
+                    let response = request.send().await?;
+                    let status = response.status();
+                    let body = response.bytes().await?;
+                    if status != StatusCode::OK {
+                        return fail(format!("{status}: {}", String::from_utf8_lossy(&body)));
                     }
-                },
-            )
+                    Ok(())
+                }
+            })
             .await;
             report.print(error);
         }
