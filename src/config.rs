@@ -149,7 +149,7 @@ pub struct PasswordSettings {
     pub argon2_iterations: u32,
     /// argon2id lanes. Default `1` (OWASP).
     pub argon2_parallelism: u32,
-    /// Hashes computed at once on the blocking pool; 0 means one per CPU. Default `0`.
+    /// Hashes computed at once, on that many hashing threads (nice +10); 0 means one per CPU. Default `0`.
     pub hash_concurrency: usize,
     /// Shortest password accepted (NIST SP 800-63B §3.1.1.2: at least 8). Default `8`.
     pub min_length: usize,
