@@ -2,7 +2,7 @@
 //! revocation reaches tokens that are otherwise self-contained.
 
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 
 use super::entities::access_tokens::{self, Entity as AccessTokens, Model as AccessToken};
 
@@ -22,7 +22,8 @@ pub async fn create(
     db: &DatabaseConnection,
     new: NewAccessToken<'_>,
 ) -> Result<(), sea_orm::DbErr> {
-    access_tokens::ActiveModel {
+    // Without RETURNING/re-read: nothing is needed back (one round trip).
+    AccessTokens::insert(access_tokens::ActiveModel {
         jti: Set(new.jti.to_owned()),
         client_id: Set(new.client_id.to_owned()),
         user_id: Set(new.user_id.map(str::to_owned)),
@@ -32,8 +33,8 @@ pub async fn create(
         expires_at: Set(new.expires_at),
         revoked_at: Set(None),
         family_id: Set(new.family_id.map(str::to_owned)),
-    }
-    .insert(db)
+    })
+    .exec_without_returning(db)
     .await
     .map(|_| ())
 }

@@ -1,7 +1,7 @@
 //! The audit log: security events with time, user, client, IP and outcome,
 //! never a secret.
 
-use sea_orm::{ActiveModelTrait, DatabaseConnection, EntityTrait, QueryOrder, QuerySelect, Set};
+use sea_orm::{DatabaseConnection, EntityTrait, QueryOrder, QuerySelect, Set};
 
 use super::entities::audit_events::{self, Entity as AuditEvents, Model as AuditEvent};
 
@@ -21,7 +21,8 @@ pub async fn record(
     event: Event<'_>,
     now: i64,
 ) -> Result<(), sea_orm::DbErr> {
-    audit_events::ActiveModel {
+    // Without RETURNING/re-read: nothing is needed back (one round trip).
+    AuditEvents::insert(audit_events::ActiveModel {
         at: Set(now),
         kind: Set(event.kind.to_owned()),
         outcome: Set(event.outcome.to_owned()),
@@ -30,8 +31,8 @@ pub async fn record(
         ip: Set(event.ip.map(str::to_owned)),
         detail: Set(event.detail.map(str::to_owned)),
         ..Default::default()
-    }
-    .insert(db)
+    })
+    .exec_without_returning(db)
     .await
     .map(|_| ())
 }

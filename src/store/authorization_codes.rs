@@ -1,12 +1,13 @@
 //! Queries on `authorization_codes`: stored hashed, redeemed once.
 
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 
 use super::entities::authorization_codes::{self, Entity as Codes, Model as Code};
 
 pub async fn create(db: &DatabaseConnection, code: Code) -> Result<(), sea_orm::DbErr> {
-    authorization_codes::ActiveModel {
+    // Without RETURNING/re-read: nothing is needed back (one round trip).
+    Codes::insert(authorization_codes::ActiveModel {
         code_hash: Set(code.code_hash),
         client_id: Set(code.client_id),
         user_id: Set(code.user_id),
@@ -21,8 +22,8 @@ pub async fn create(db: &DatabaseConnection, code: Code) -> Result<(), sea_orm::
         created_at: Set(code.created_at),
         expires_at: Set(code.expires_at),
         used_at: Set(code.used_at),
-    }
-    .insert(db)
+    })
+    .exec_without_returning(db)
     .await
     .map(|_| ())
 }

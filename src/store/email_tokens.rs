@@ -1,9 +1,6 @@
 //! Queries on `email_tokens`: single-use, expiring links sent by email.
 
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set,
-    sea_query::Expr,
-};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set, sea_query::Expr};
 
 use super::entities::email_tokens::{self, Entity as EmailTokens};
 
@@ -31,15 +28,16 @@ pub async fn create(
     now: i64,
     expires_at: i64,
 ) -> Result<(), sea_orm::DbErr> {
-    email_tokens::ActiveModel {
+    // Without RETURNING/re-read: nothing is needed back (one round trip).
+    EmailTokens::insert(email_tokens::ActiveModel {
         token_hash: Set(token_hash.to_owned()),
         user_id: Set(user_id.to_owned()),
         purpose: Set(purpose.as_str().to_owned()),
         created_at: Set(now),
         expires_at: Set(expires_at),
         used_at: Set(None),
-    }
-    .insert(db)
+    })
+    .exec_without_returning(db)
     .await
     .map(|_| ())
 }

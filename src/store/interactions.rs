@@ -1,7 +1,7 @@
 //! Queries on `interactions`: pending authorization requests, single use.
 
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 
 use super::entities::interactions::{self, Entity as Interactions, Model as Interaction};
 
@@ -13,15 +13,16 @@ pub async fn create(
     now: i64,
     expires_at: i64,
 ) -> Result<(), sea_orm::DbErr> {
-    interactions::ActiveModel {
+    // Without RETURNING/re-read: nothing is needed back (one round trip).
+    Interactions::insert(interactions::ActiveModel {
         id_hash: Set(id_hash.to_owned()),
         client_id: Set(client_id.to_owned()),
         request: Set(request_json.to_owned()),
         created_at: Set(now),
         expires_at: Set(expires_at),
         completed_at: Set(None),
-    }
-    .insert(db)
+    })
+    .exec_without_returning(db)
     .await
     .map(|_| ())
 }

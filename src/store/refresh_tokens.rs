@@ -2,13 +2,14 @@
 //! in families so that a reused token can take its whole grant down.
 
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 
 use super::entities::access_tokens::{self, Entity as AccessTokens};
 use super::entities::refresh_tokens::{self, Entity as RefreshTokens, Model as RefreshToken};
 
 pub async fn create(db: &DatabaseConnection, token: RefreshToken) -> Result<(), sea_orm::DbErr> {
-    refresh_tokens::ActiveModel {
+    // Without RETURNING/re-read: nothing is needed back (one round trip).
+    RefreshTokens::insert(refresh_tokens::ActiveModel {
         token_hash: Set(token.token_hash),
         family_id: Set(token.family_id),
         client_id: Set(token.client_id),
@@ -24,8 +25,8 @@ pub async fn create(db: &DatabaseConnection, token: RefreshToken) -> Result<(), 
         family_expires_at: Set(token.family_expires_at),
         used_at: Set(token.used_at),
         revoked_at: Set(token.revoked_at),
-    }
-    .insert(db)
+    })
+    .exec_without_returning(db)
     .await
     .map(|_| ())
 }

@@ -1,9 +1,6 @@
 //! Queries on `sessions`. The id is stored as its SHA-256; callers pass the hash.
 
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set,
-    sea_query::Expr,
-};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set, sea_query::Expr};
 
 use super::entities::sessions::{self, Entity as Sessions, Model as Session};
 
@@ -19,7 +16,8 @@ pub struct NewSession<'a> {
 }
 
 pub async fn create(db: &DatabaseConnection, new: NewSession<'_>) -> Result<(), sea_orm::DbErr> {
-    sessions::ActiveModel {
+    // Without RETURNING/re-read: nothing is needed back (one round trip).
+    Sessions::insert(sessions::ActiveModel {
         id_hash: Set(new.id_hash.to_owned()),
         user_id: Set(new.user_id.to_owned()),
         created_at: Set(new.now),
@@ -28,8 +26,8 @@ pub async fn create(db: &DatabaseConnection, new: NewSession<'_>) -> Result<(), 
         pwd_at: Set(new.pwd_at),
         otp_at: Set(new.otp_at),
         sid: Set(Some(new.sid.to_owned())),
-    }
-    .insert(db)
+    })
+    .exec_without_returning(db)
     .await
     .map(|_| ())
 }
