@@ -340,14 +340,9 @@ pub async fn login(
     };
     let user_id = user.as_ref().map(|u| u.id.clone());
     let user_id = user_id.as_deref();
-    if let Some(row) = login_throttle::get(&state.db, &key).await?
-        && let Some(until) = row.locked_until
-        && until > now
-    {
+    if let Some(retry_after_secs) = login_throttle::locked_for(&state.db, &key, now).await? {
         audit_sign_in(state, "locked", user_id, ip, None).await?;
-        return Ok(Err(LoginError::Locked {
-            retry_after_secs: (until - now) as u64,
-        }));
+        return Ok(Err(LoginError::Locked { retry_after_secs }));
     }
 
     let verified = match &user {
@@ -360,15 +355,15 @@ pub async fn login(
         None => state.hasher.verify_dummy(password.to_owned()).await,
     };
     let Some(user) = user.filter(|_| verified) else {
-        let failures = login_throttle::record_failure(&state.db, &key, now).await?;
+        let (failures, lock) =
+            login_throttle::fail(&state.db, &key, now, &throttle_policy(state)).await?;
         let detail = if user_id.is_some() {
             "wrong password"
         } else {
             "unknown email"
         };
         audit_sign_in(state, "failure", user_id, ip, Some(detail)).await?;
-        if let Some(delay) = throttle_policy(state).delay_after(failures) {
-            login_throttle::lock_until(&state.db, &key, now + delay as i64).await?;
+        if let Some(delay) = lock {
             tracing::warn!(
                 failures,
                 delay_secs = delay,

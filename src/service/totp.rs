@@ -160,14 +160,9 @@ async fn check_code(
 ) -> Result<Result<Passed, CodeError>, AccountError> {
     let now = now(state);
     let key = throttle_key(&user.id);
-    if let Some(row) = login_throttle::get(&state.db, &key).await?
-        && let Some(until) = row.locked_until
-        && until > now
-    {
+    if let Some(retry_after_secs) = login_throttle::locked_for(&state.db, &key, now).await? {
         audit(state, "totp.check", "locked", &user.id, ip, None).await?;
-        return Ok(Err(CodeError::Locked {
-            retry_after_secs: (until - now) as u64,
-        }));
+        return Ok(Err(CodeError::Locked { retry_after_secs }));
     }
     let Some(credential) = store::get(&state.db, &user.id)
         .await?
@@ -204,10 +199,10 @@ async fn check_code(
             Ok(Ok(passed))
         }
         None => {
-            let failures = login_throttle::record_failure(&state.db, &key, now).await?;
+            let (failures, lock) =
+                login_throttle::fail(&state.db, &key, now, &policy(state)).await?;
             audit(state, "totp.check", "failure", &user.id, ip, None).await?;
-            if let Some(delay) = policy(state).delay_after(failures) {
-                login_throttle::lock_until(&state.db, &key, now + delay as i64).await?;
+            if let Some(delay) = lock {
                 let detail = format!("{failures} consecutive failures; locked {delay} s");
                 audit(state, "totp.lockout", "locked", &user.id, ip, Some(&detail)).await?;
                 return Ok(Err(CodeError::Locked {
@@ -331,12 +326,11 @@ pub async fn deactivate(
     // no way around the sign-in lockout.
     let now = now(state);
     let password_key = accounts::throttle_key(state, &user.email);
-    if let Some(row) = login_throttle::get(&state.db, &password_key).await?
-        && let Some(until) = row.locked_until
-        && until > now
+    if let Some(retry_after_secs) =
+        login_throttle::locked_for(&state.db, &password_key, now).await?
     {
         return Ok(Err(DeactivateError::Code(CodeError::Locked {
-            retry_after_secs: (until - now) as u64,
+            retry_after_secs,
         })));
     }
     let password_ok = state
@@ -353,9 +347,9 @@ pub async fn deactivate(
             Some("wrong password"),
         )
         .await?;
-        let failures = login_throttle::record_failure(&state.db, &password_key, now).await?;
-        if let Some(delay) = accounts::throttle_policy(state).delay_after(failures) {
-            login_throttle::lock_until(&state.db, &password_key, now + delay as i64).await?;
+        let policy = accounts::throttle_policy(state);
+        let (_, lock) = login_throttle::fail(&state.db, &password_key, now, &policy).await?;
+        if let Some(delay) = lock {
             return Ok(Err(DeactivateError::Code(CodeError::Locked {
                 retry_after_secs: delay,
             })));

@@ -5,6 +5,7 @@ use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 
 use super::entities::login_throttle::{self, Entity as LoginThrottle, Model};
+use crate::auth::throttle::ThrottlePolicy;
 
 pub async fn get(db: &DatabaseConnection, key: &str) -> Result<Option<Model>, sea_orm::DbErr> {
     LoginThrottle::find_by_id(key.to_owned()).one(db).await
@@ -63,4 +64,33 @@ pub async fn clear(db: &DatabaseConnection, key: &str) -> Result<(), sea_orm::Db
         .exec(db)
         .await
         .map(|_| ())
+}
+
+/// Seconds until `key` may try again, when it is locked at `now`.
+pub async fn locked_for(
+    db: &DatabaseConnection,
+    key: &str,
+    now: i64,
+) -> Result<Option<u64>, sea_orm::DbErr> {
+    Ok(get(db, key)
+        .await?
+        .and_then(|row| row.locked_until)
+        .filter(|until| *until > now)
+        .map(|until| (until - now) as u64))
+}
+
+/// Counts one more failure for `key` and, once `policy` says so, locks it.
+/// Returns the consecutive failures and the lock's length when one began.
+pub async fn fail(
+    db: &DatabaseConnection,
+    key: &str,
+    now: i64,
+    policy: &ThrottlePolicy,
+) -> Result<(u32, Option<u64>), sea_orm::DbErr> {
+    let failures = record_failure(db, key, now).await?;
+    let delay = policy.delay_after(failures);
+    if let Some(delay) = delay {
+        lock_until(db, key, now + delay as i64).await?;
+    }
+    Ok((failures, delay))
 }
