@@ -226,6 +226,11 @@ pub struct OAuthSettings {
     pub refresh_token_idle_secs: u64,
     /// Seconds a refresh token family lives, however often it is used. Default `2592000` (30 days).
     pub refresh_token_absolute_secs: u64,
+    /// Seconds a node keeps a client it read for client authentication
+    /// (0: read it on every request). A secret rotated or a client deleted
+    /// with the CLI stops working on running nodes within this time; a new
+    /// secret works at once. Default `5`, at most `300`.
+    pub client_cache_secs: u64,
 }
 
 impl Default for OAuthSettings {
@@ -238,6 +243,7 @@ impl Default for OAuthSettings {
             require_pkce: true,
             refresh_token_idle_secs: 14 * 24 * 3600,
             refresh_token_absolute_secs: 30 * 24 * 3600,
+            client_cache_secs: 5,
         }
     }
 }
@@ -517,9 +523,10 @@ impl Settings {
             || o.interaction_ttl_secs == 0
             || o.refresh_token_idle_secs == 0
             || o.refresh_token_absolute_secs < o.refresh_token_idle_secs
+            || o.client_cache_secs > 300
         {
             return Err(ConfigError::Invalid(
-                "key `oauth.*_secs`: must be positive, code_ttl_secs at most 600 (RFC 6749 §4.1.2), refresh_token_absolute_secs at least refresh_token_idle_secs".into(),
+                "key `oauth.*_secs`: must be positive, code_ttl_secs at most 600 (RFC 6749 §4.1.2), refresh_token_absolute_secs at least refresh_token_idle_secs, client_cache_secs at most 300".into(),
             ));
         }
         if self.ui.product_name.trim().is_empty() {

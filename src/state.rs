@@ -11,11 +11,17 @@ use crate::crypto::PurposeKey;
 use crate::email::{EmailError, Mailer};
 use crate::keys::KeyStore;
 use crate::protocol::discovery::ProviderMetadata;
+use crate::service::clients::ClientCache;
 use crate::service::password::Hasher;
+use crate::store::append::Appender;
 
 #[derive(Clone)]
 pub struct AppState {
     pub db: DatabaseConnection,
+    /// Clients read for client authentication (`oauth.client_cache_secs`).
+    pub client_cache: Arc<ClientCache>,
+    /// Writes access-token rows and audit events in group commits.
+    pub appender: Appender,
     pub keys: Arc<KeyStore>,
     pub settings: Arc<Settings>,
     pub clock: Arc<dyn Clock>,
@@ -50,6 +56,10 @@ impl AppState {
             csrf_key: PurposeKey::derive(&master, "stepgate/csrf/v1"),
             throttle_key: PurposeKey::derive(&master, "stepgate/login-throttle/v1"),
             issuer_origin: settings.issuer_url().origin().ascii_serialization().into(),
+            client_cache: Arc::new(ClientCache::new(std::time::Duration::from_secs(
+                settings.oauth.client_cache_secs,
+            ))),
+            appender: Appender::start(db.clone()),
             db,
             keys: Arc::new(keys),
             settings: Arc::new(settings),

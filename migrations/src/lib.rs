@@ -10,6 +10,7 @@ mod m20261128_000001_accounts;
 mod m20261128_000002_totp_audit;
 mod m20261128_000003_oidc;
 mod m20261128_000004_tokens;
+mod m20261128_000005_partial_indexes;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000002_totp_audit::Migration),
             Box::new(m20261128_000003_oidc::Migration),
             Box::new(m20261128_000004_tokens::Migration),
+            Box::new(m20261128_000005_partial_indexes::Migration),
         ]
     }
 }

@@ -74,7 +74,7 @@ fn now(state: &AppState) -> i64 {
 
 /// Records a security event in the audit log, at the clock's time.
 pub(crate) async fn record(state: &AppState, event: Event<'_>) -> Result<(), AccountError> {
-    audit::record(&state.db, event, now(state)).await?;
+    audit::record(&state.appender, event, now(state)).await?;
     Ok(())
 }
 

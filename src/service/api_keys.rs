@@ -303,7 +303,7 @@ async fn audit_event(
     detail: &str,
 ) -> Result<(), AccountError> {
     audit::record(
-        &state.db,
+        &state.appender,
         Event {
             kind,
             outcome: "success",

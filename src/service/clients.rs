@@ -7,6 +7,10 @@
 //! for what people choose. A public client (a native or browser app) has no
 //! secret and authenticates with `none`, so PKCE is what protects its codes.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use url::{Host, Url};
 
 use crate::crypto::{constant_time_eq, random_id, random_token, sha256_hex};
@@ -146,7 +150,7 @@ async fn audit(
     detail: Option<&str>,
 ) -> Result<(), AccountError> {
     audit::record(
-        &state.db,
+        &state.appender,
         Event {
             kind,
             outcome: "success",
@@ -442,23 +446,102 @@ pub fn secret_matches(secret: &str, stored_hash: &str) -> bool {
     constant_time_eq(sha256_hex(secret).as_bytes(), stored_hash.as_bytes())
 }
 
+/// The client `client_id` if `secret` authenticates it (RFC 6749 §2.3.1):
+/// a public client with no secret, a confidential one with its secret.
+///
+/// The row comes from `state.client_cache` while it is fresh. A secret that
+/// does not match the cached hash is checked again against a fresh read, so
+/// a rotated secret works at once; the cache only lets a replaced secret or
+/// a deleted client live on for `oauth.client_cache_secs`.
 pub async fn authenticate(
     state: &AppState,
     client_id: &str,
     secret: Option<&str>,
-) -> Result<Option<Client>, AccountError> {
-    let Some(row) = store::find_by_id(&state.db, client_id).await? else {
-        return Ok(None);
-    };
-    let authenticated = match (row.public, secret, row.secret_hash.as_deref()) {
-        (true, None, _) => true,
-        (false, Some(secret), Some(hash)) => secret_matches(secret, hash),
-        _ => false,
-    };
-    if !authenticated {
-        return Ok(None);
+) -> Result<Option<Arc<Client>>, AccountError> {
+    if let Some(cached) = state.client_cache.get(client_id)
+        && cached.authenticates(secret)
+    {
+        return Ok(Some(cached.client.clone()));
     }
-    Ok(Some(Client::from_row(row)?))
+    let Some(row) = store::find_by_id(&state.db, client_id).await? else {
+        state.client_cache.forget(client_id);
+        return Ok(None);
+    };
+    let cached = CachedClient {
+        secret_hash: row.secret_hash.clone(),
+        client: Arc::new(Client::from_row(row)?),
+    };
+    let authenticated = cached.authenticates(secret);
+    let client = cached.client.clone();
+    state.client_cache.put(client_id, cached);
+    Ok(authenticated.then_some(client))
+}
+
+/// A client as read for authentication, with its secret's hash.
+#[derive(Clone)]
+struct CachedClient {
+    secret_hash: Option<String>,
+    client: Arc<Client>,
+}
+
+impl CachedClient {
+    fn authenticates(&self, secret: Option<&str>) -> bool {
+        match (self.client.public, secret, self.secret_hash.as_deref()) {
+            (true, None, _) => true,
+            (false, Some(secret), Some(hash)) => secret_matches(secret, hash),
+            _ => false,
+        }
+    }
+}
+
+/// Clients read for client authentication, kept `oauth.client_cache_secs`
+/// (PRODUCT.md: a node's state is only caches that may be lost). Only
+/// clients that exist are kept, so unknown ids cannot grow it; it is bounded
+/// anyway and starts over when full.
+pub struct ClientCache {
+    ttl: Duration,
+    entries: Mutex<HashMap<String, (Instant, CachedClient)>>,
+}
+
+impl ClientCache {
+    const MAX_ENTRIES: usize = 10_000;
+
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, CachedClient)>> {
+        // A panic while holding the lock cannot leave the map half-updated
+        // in a way that matters: every entry is replaced whole.
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, client_id: &str) -> Option<CachedClient> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let entries = self.lock();
+        let (read_at, cached) = entries.get(client_id)?;
+        (read_at.elapsed() < self.ttl).then(|| cached.clone())
+    }
+
+    fn put(&self, client_id: &str, cached: CachedClient) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut entries = self.lock();
+        if entries.len() >= Self::MAX_ENTRIES && !entries.contains_key(client_id) {
+            entries.clear();
+        }
+        entries.insert(client_id.to_owned(), (Instant::now(), cached));
+    }
+
+    fn forget(&self, client_id: &str) {
+        self.lock().remove(client_id);
+    }
 }
 
 #[cfg(test)]

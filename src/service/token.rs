@@ -15,6 +15,7 @@ use crate::service::api_keys;
 use crate::service::clients::{Client, GRANT_REFRESH_TOKEN};
 use crate::service::oidc::public_key;
 use crate::state::AppState;
+use crate::store::append::Row;
 use crate::store::audit::{self, Event};
 use crate::store::entities::refresh_tokens::Model as RefreshToken;
 use crate::store::entities::users::Model as User;
@@ -63,8 +64,20 @@ async fn audit_event(
     client_id: &str,
     detail: Option<&str>,
 ) -> Result<(), AccountError> {
-    audit::record(
-        &state.db,
+    let event = audit_row(state, kind, outcome, user_id, client_id, detail);
+    state.appender.add(vec![event]).await?;
+    Ok(())
+}
+
+fn audit_row(
+    state: &AppState,
+    kind: &str,
+    outcome: &str,
+    user_id: Option<&str>,
+    client_id: &str,
+    detail: Option<&str>,
+) -> Row {
+    audit::row(
         Event {
             kind,
             outcome,
@@ -75,7 +88,17 @@ async fn audit_event(
         },
         now(state),
     )
-    .await?;
+}
+
+/// Commits a response's token rows with its audit event, together (one
+/// group commit: `store::append`), before the response is sent.
+async fn record_issue(
+    state: &AppState,
+    mut rows: Vec<Row>,
+    event: Row,
+) -> Result<(), AccountError> {
+    rows.push(event);
+    state.appender.add(rows).await?;
     Ok(())
 }
 
@@ -90,12 +113,9 @@ struct AccessGrant<'a> {
     family_id: Option<&'a str>,
 }
 
-/// An RFC 9068 access token, recorded so that it can be revoked.
-async fn access_token(
-    state: &AppState,
-    client: &Client,
-    grant: AccessGrant<'_>,
-) -> Result<(String, u64), AccountError> {
+/// An RFC 9068 access token, and the row that records it so that it can be
+/// revoked (for the caller to commit before answering).
+fn access_token(state: &AppState, client: &Client, grant: AccessGrant<'_>) -> (String, u64, Row) {
     let AccessGrant {
         sub,
         user_id,
@@ -124,21 +144,17 @@ async fn access_token(
     let token = jwt::encode_rs256(&key.kid, jwt::TYP_ACCESS_TOKEN, &claims, |m| {
         key.sign_rs256(m)
     });
-    access_tokens::create(
-        &state.db,
-        access_tokens::NewAccessToken {
-            jti: &jti,
-            client_id: &client.client_id,
-            user_id,
-            scope: &scope.to_wire(),
-            code_hash,
-            issued_at: now,
-            expires_at: now + ttl as i64,
-            family_id,
-        },
-    )
-    .await?;
-    Ok((token, ttl))
+    let row = access_tokens::row(access_tokens::NewAccessToken {
+        jti: &jti,
+        client_id: &client.client_id,
+        user_id,
+        scope: &scope.to_wire(),
+        code_hash,
+        issued_at: now,
+        expires_at: now + ttl as i64,
+        family_id,
+    });
+    (token, ttl, row)
 }
 
 /// Where a refresh token goes: its family, when that family ends, and the
@@ -149,15 +165,17 @@ struct RefreshPlan {
     scope: Scopes,
 }
 
-/// Access token, ID token (with `openid`) and, per `refresh`, a refresh token.
-async fn mint(
+/// Access token, ID token (with `openid`) and, per `refresh`, a refresh
+/// token; with the rows that record them, for the caller to commit before
+/// answering.
+fn mint(
     state: &AppState,
     client: &Client,
     grant: &Grant<'_>,
     refresh: Option<RefreshPlan>,
-) -> Result<TokenResponse, AccountError> {
+) -> (TokenResponse, Vec<Row>) {
     let now = now(state);
-    let (access, ttl) = access_token(
+    let (access, ttl, access_row) = access_token(
         state,
         client,
         AccessGrant {
@@ -168,35 +186,31 @@ async fn mint(
             code_hash: grant.code_hash.as_deref(),
             family_id: refresh.as_ref().map(|r| r.family_id.as_str()),
         },
-    )
-    .await?;
+    );
+    let mut rows = vec![access_row];
 
     let refresh_token = match refresh {
         Some(plan) => {
             let token = random_token();
-            refresh_tokens::create(
-                &state.db,
-                RefreshToken {
-                    token_hash: sha256_hex(&token),
-                    family_id: plan.family_id,
-                    client_id: client.client_id.clone(),
-                    user_id: grant.user.id.clone(),
-                    scope: plan.scope.to_wire(),
-                    sid: grant.sid.clone(),
-                    auth_time: grant.auth_time,
-                    acr: grant.acr.clone(),
-                    amr: grant.amr.join(" "),
-                    code_hash: grant.code_hash.clone(),
-                    issued_at: now,
-                    idle_expires_at: now
-                        .saturating_add(state.settings.oauth.refresh_token_idle_secs as i64)
-                        .min(plan.family_expires_at),
-                    family_expires_at: plan.family_expires_at,
-                    used_at: None,
-                    revoked_at: None,
-                },
-            )
-            .await?;
+            rows.push(refresh_tokens::row(RefreshToken {
+                token_hash: sha256_hex(&token),
+                family_id: plan.family_id,
+                client_id: client.client_id.clone(),
+                user_id: grant.user.id.clone(),
+                scope: plan.scope.to_wire(),
+                sid: grant.sid.clone(),
+                auth_time: grant.auth_time,
+                acr: grant.acr.clone(),
+                amr: grant.amr.join(" "),
+                code_hash: grant.code_hash.clone(),
+                issued_at: now,
+                idle_expires_at: now
+                    .saturating_add(state.settings.oauth.refresh_token_idle_secs as i64)
+                    .min(plan.family_expires_at),
+                family_expires_at: plan.family_expires_at,
+                used_at: None,
+                revoked_at: None,
+            }));
             Some(token)
         }
         None => None,
@@ -224,14 +238,15 @@ async fn mint(
         jwt::encode_rs256(&key.kid, jwt::TYP_ID_TOKEN, &claims, |m| key.sign_rs256(m))
     });
 
-    Ok(TokenResponse {
+    let response = TokenResponse {
         access_token: access,
         token_type: "Bearer",
         expires_in: ttl,
         scope: grant.scope.to_wire(),
         refresh_token,
         id_token,
-    })
+    };
+    (response, rows)
 }
 
 /// Revokes what a code bought: its access tokens and refresh families.
@@ -329,16 +344,16 @@ pub async fn redeem_code(
             .saturating_add(state.settings.oauth.refresh_token_absolute_secs as i64),
         scope: grant.scope.clone(),
     });
-    let response = mint(state, client, &grant, refresh).await?;
-    audit_event(
+    let (response, rows) = mint(state, client, &grant, refresh);
+    let event = audit_row(
         state,
         "token.issued",
         "success",
         Some(&user.id),
         &client.client_id,
         Some("authorization_code"),
-    )
-    .await?;
+    );
+    record_issue(state, rows, event).await?;
     Ok(Ok(response))
 }
 
@@ -433,16 +448,16 @@ pub async fn refresh(
             family_expires_at: row.family_expires_at,
             scope: granted,
         });
-    let response = mint(state, client, &grant, plan).await?;
-    audit_event(
+    let (response, rows) = mint(state, client, &grant, plan);
+    let event = audit_row(
         state,
         "token.refreshed",
         "success",
         Some(&user.id),
         &client.client_id,
         None,
-    )
-    .await?;
+    );
+    record_issue(state, rows, event).await?;
     Ok(Ok(response))
 }
 
@@ -492,7 +507,7 @@ pub async fn client_credentials(state: &AppState, client: &Client, scope: Option
             allowed
         }
     };
-    let (token, ttl) = access_token(
+    let (token, ttl, row) = access_token(
         state,
         client,
         AccessGrant {
@@ -503,17 +518,16 @@ pub async fn client_credentials(state: &AppState, client: &Client, scope: Option
             code_hash: None,
             family_id: None,
         },
-    )
-    .await?;
-    audit_event(
+    );
+    let event = audit_row(
         state,
         "token.issued",
         "success",
         None,
         &client.client_id,
         Some("client_credentials"),
-    )
-    .await?;
+    );
+    record_issue(state, vec![row], event).await?;
     Ok(Ok(TokenResponse {
         access_token: token,
         token_type: "Bearer",

@@ -54,7 +54,7 @@ async fn audit(
     detail: Option<&str>,
 ) -> Result<(), AccountError> {
     audit::record(
-        &state.db,
+        &state.appender,
         Event {
             kind,
             outcome,

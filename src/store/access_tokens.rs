@@ -4,6 +4,7 @@
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 
+use super::append::Row;
 use super::entities::access_tokens::{self, Entity as AccessTokens, Model as AccessToken};
 
 pub struct NewAccessToken<'a> {
@@ -18,12 +19,9 @@ pub struct NewAccessToken<'a> {
     pub family_id: Option<&'a str>,
 }
 
-pub async fn create(
-    db: &DatabaseConnection,
-    new: NewAccessToken<'_>,
-) -> Result<(), sea_orm::DbErr> {
-    // Without RETURNING/re-read: nothing is needed back (one round trip).
-    AccessTokens::insert(access_tokens::ActiveModel {
+/// The row to add through `append` (with the rest of the response's rows).
+pub fn row(new: NewAccessToken<'_>) -> Row {
+    Row::AccessToken(access_tokens::ActiveModel {
         jti: Set(new.jti.to_owned()),
         client_id: Set(new.client_id.to_owned()),
         user_id: Set(new.user_id.map(str::to_owned)),
@@ -34,9 +32,6 @@ pub async fn create(
         revoked_at: Set(None),
         family_id: Set(new.family_id.map(str::to_owned)),
     })
-    .exec_without_returning(db)
-    .await
-    .map(|_| ())
 }
 
 /// The token's row if it is live: not revoked and not expired.

@@ -3,6 +3,7 @@
 
 use sea_orm::{DatabaseConnection, EntityTrait, QueryOrder, QuerySelect, Set};
 
+use super::append::{Appender, Row};
 use super::entities::audit_events::{self, Entity as AuditEvents, Model as AuditEvent};
 
 /// One event to record.
@@ -16,13 +17,16 @@ pub struct Event<'a> {
     pub detail: Option<&'a str>,
 }
 
-pub async fn record(
-    db: &DatabaseConnection,
-    event: Event<'_>,
-    now: i64,
-) -> Result<(), sea_orm::DbErr> {
-    // Without RETURNING/re-read: nothing is needed back (one round trip).
-    AuditEvents::insert(audit_events::ActiveModel {
+/// Records `event`; resolves once it is committed (with whatever other rows
+/// were waiting: `append`).
+pub async fn record(appender: &Appender, event: Event<'_>, now: i64) -> Result<(), sea_orm::DbErr> {
+    appender.add(vec![row(event, now)]).await
+}
+
+/// The event as a row to add through `append`, with other rows that must
+/// commit with it.
+pub fn row(event: Event<'_>, now: i64) -> Row {
+    Row::Audit(audit_events::ActiveModel {
         at: Set(now),
         kind: Set(event.kind.to_owned()),
         outcome: Set(event.outcome.to_owned()),
@@ -32,9 +36,6 @@ pub async fn record(
         detail: Set(event.detail.map(str::to_owned)),
         ..Default::default()
     })
-    .exec_without_returning(db)
-    .await
-    .map(|_| ())
 }
 
 /// The newest `limit` events, newest first.

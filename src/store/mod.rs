@@ -3,6 +3,7 @@
 
 pub mod access_tokens;
 pub mod api_keys;
+pub mod append;
 pub mod audit;
 pub mod authorization_codes;
 pub mod clients;
@@ -55,8 +56,11 @@ pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, StoreErr
         .min_connections(0)
         .connect_timeout(settings.connect_timeout())
         .acquire_timeout(settings.connect_timeout())
-        // A connection the server closed (a PostgreSQL restart) is noticed before use.
-        .test_before_acquire(true)
+        // A connection the server closed (a PostgreSQL restart) is noticed
+        // before use. An SQLite connection is a file handle that cannot be
+        // closed under us, and the ping is one more round trip through its
+        // worker thread (two context switches) on every query.
+        .test_before_acquire(!url.starts_with("sqlite:"))
         .sqlx_logging(false)
         .map_sqlx_sqlite_opts(move |o| {
             o.journal_mode(SqliteJournalMode::Wal)
@@ -75,6 +79,28 @@ pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, StoreErr
         reason: e.to_string(),
     })?;
     Ok(db)
+}
+
+/// The connection the group-commit writer (`append`) writes on.
+///
+/// SQLite drops a connection's page cache whenever another connection has
+/// written, so a writer drawing a different pooled connection each time
+/// re-reads the pages it is about to change; on a connection of its own
+/// (the pool's options, at most one connection, never recycled) its cache
+/// stays warm while it is the one writing. PostgreSQL keeps no such
+/// per-connection cache: the writer shares the pool.
+pub fn writer_connection(db: &DatabaseConnection) -> DatabaseConnection {
+    if db.get_database_backend() != DbBackend::Sqlite {
+        return db.clone();
+    }
+    let options = db.get_sqlite_connection_pool().connect_options();
+    let pool = sea_orm::sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .test_before_acquire(false)
+        .connect_lazy_with((*options).clone());
+    sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(pool)
 }
 
 /// Applies pending migrations; returns the names of those it applied.

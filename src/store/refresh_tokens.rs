@@ -4,12 +4,13 @@
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 
+use super::append::Row;
 use super::entities::access_tokens::{self, Entity as AccessTokens};
 use super::entities::refresh_tokens::{self, Entity as RefreshTokens, Model as RefreshToken};
 
-pub async fn create(db: &DatabaseConnection, token: RefreshToken) -> Result<(), sea_orm::DbErr> {
-    // Without RETURNING/re-read: nothing is needed back (one round trip).
-    RefreshTokens::insert(refresh_tokens::ActiveModel {
+/// The row to add through `append` (with the rest of the response's rows).
+pub fn row(token: RefreshToken) -> Row {
+    Row::RefreshToken(refresh_tokens::ActiveModel {
         token_hash: Set(token.token_hash),
         family_id: Set(token.family_id),
         client_id: Set(token.client_id),
@@ -26,9 +27,6 @@ pub async fn create(db: &DatabaseConnection, token: RefreshToken) -> Result<(), 
         used_at: Set(token.used_at),
         revoked_at: Set(token.revoked_at),
     })
-    .exec_without_returning(db)
-    .await
-    .map(|_| ())
 }
 
 pub async fn find(

@@ -27,6 +27,7 @@ on_both_backends!(
     a_public_client_has_no_secret,
     clients_are_listed_and_shown,
     a_rotated_secret_replaces_the_old_one,
+    a_running_node_takes_a_new_secret_at_once,
     a_deleted_client_is_gone,
     bad_registrations_are_refused_with_their_reason,
     a_client_id_may_start_with_a_hyphen,
@@ -78,7 +79,13 @@ impl Registry {
 
     /// The state `open_state` in main.rs builds: the same keys and database.
     async fn state(&self) -> AppState {
-        let settings = test_settings(self.dir.path(), &self.db);
+        self.state_caching_clients_for(5).await
+    }
+
+    /// The same, keeping clients read for authentication `secs` seconds.
+    async fn state_caching_clients_for(&self, secs: u64) -> AppState {
+        let mut settings = test_settings(self.dir.path(), &self.db);
+        settings.oauth.client_cache_secs = secs;
         let (keys, _) = KeyStore::load_or_create(&settings.keys_dir).unwrap();
         let db = store::connect(&settings).await.unwrap();
         store::migrate(&db).await.unwrap();
@@ -342,6 +349,70 @@ async fn a_rotated_secret_replaces_the_old_one(backend: Backend) {
 
     let err = registry.refused(&["client", "rotate-secret", "no-such-client"]);
     assert!(err.contains("no client with the id"), "{err}");
+}
+
+/// `oauth.client_cache_secs`: a node that read a client keeps it, but a new
+/// secret is checked against a fresh read, so rotating never locks a client
+/// out; the old secret lives on only where the cache still holds it.
+async fn a_running_node_takes_a_new_secret_at_once(backend: Backend) {
+    let registry = Registry::new(backend).await;
+    let created = registry.json(&[
+        "client",
+        "create",
+        "--name",
+        "Cached",
+        "--grant-type",
+        "client_credentials",
+        "--json",
+    ]);
+    let client_id = text(&created["client_id"]).to_owned();
+    let old = text(&created["client_secret"]).to_owned();
+    // Long enough that the test never races it.
+    let caching = registry.state_caching_clients_for(300).await;
+    let uncached = registry.state_caching_clients_for(0).await;
+    for state in [&caching, &uncached] {
+        let client = clients::authenticate(state, &client_id, Some(&old))
+            .await
+            .unwrap()
+            .expect("the secret authenticates");
+        assert_eq!(client.client_id, client_id);
+    }
+
+    let rotated = registry.json(&["client", "rotate-secret", &client_id, "--json"]);
+    let new = text(&rotated["client_secret"]).to_owned();
+    let authenticates = |state: &AppState, secret: &str| {
+        let (state, secret, id) = (state.clone(), secret.to_owned(), client_id.clone());
+        async move {
+            clients::authenticate(&state, &id, Some(&secret))
+                .await
+                .unwrap()
+                .is_some()
+        }
+    };
+    assert!(
+        !authenticates(&uncached, &old).await,
+        "without the cache the old secret is refused at once"
+    );
+    assert!(
+        authenticates(&caching, &old).await,
+        "the cached client still knows the old secret (for client_cache_secs)"
+    );
+    assert!(
+        authenticates(&caching, &new).await,
+        "the new secret works at once on a node that cached the client"
+    );
+    assert!(
+        !authenticates(&caching, &old).await,
+        "the fresh read replaced the cached secret"
+    );
+    assert!(!authenticates(&caching, "not-the-secret").await);
+
+    registry.json(&["client", "delete", &client_id, "--json"]);
+    assert!(!authenticates(&uncached, &new).await);
+    assert!(
+        !authenticates(&caching, "not-the-secret").await,
+        "a wrong secret for a deleted client reads again and finds nothing"
+    );
 }
 
 async fn a_deleted_client_is_gone(backend: Backend) {

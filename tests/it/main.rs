@@ -16,5 +16,6 @@ mod keys;
 mod logout;
 mod oidc;
 mod oidc_rules;
+mod store_append;
 mod tokens;
 mod two_factor;

@@ -4,6 +4,8 @@
 //! public client its `client_id` alone. One method per request (§2.3).
 //! Also the shared reading of the form body and the JSON error answers.
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -136,7 +138,7 @@ pub async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     params: &RawParams,
-) -> Result<(Client, bool), Response> {
+) -> Result<(Arc<Client>, bool), Response> {
     let invalid_client =
         |basic: bool, d: &str| error(&OAuthError::new(OAuthErrorCode::InvalidClient, d), basic);
     let (client_id, secret, basic) = match basic_credentials(headers) {
@@ -178,7 +180,7 @@ pub async fn authenticated_form(
     state: &AppState,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(RawParams, Client, bool), Box<Response>> {
+) -> Result<(RawParams, Arc<Client>, bool), Box<Response>> {
     let params = form_params(headers, body)?;
     let (client, basic) = authenticate(state, headers, &params)
         .await
