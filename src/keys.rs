@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
 use aws_lc_rs::rsa::{KeyPair, KeySize};
+use aws_lc_rs::signature::ParsedPublicKey;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
@@ -53,6 +54,8 @@ pub struct SigningKey {
     pub created_at: DateTime<Utc>,
     pub path: PathBuf,
     key_pair: KeyPair,
+    /// The public half, parsed once, for verifying our own tokens.
+    verifier: ParsedPublicKey,
     n: Vec<u8>,
     e: Vec<u8>,
 }
@@ -77,11 +80,17 @@ impl SigningKey {
         let public = aws_lc_rs::signature::KeyPair::public_key(&key_pair);
         let n = public.modulus().big_endian_without_leading_zero().to_vec();
         let e = public.exponent().big_endian_without_leading_zero().to_vec();
+        let verifier = ParsedPublicKey::new(
+            &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
+            public.as_ref(),
+        )
+        .map_err(|e| format!("its public key does not parse: {e}"))?;
         Ok(Self {
             kid: rsa_thumbprint(&n, &e),
             created_at,
             path,
             key_pair,
+            verifier,
             n,
             e,
         })
@@ -101,9 +110,9 @@ impl SigningKey {
         signature
     }
 
-    /// The public key as (n, e), big-endian, for verifying our own tokens.
-    pub fn public_components(&self) -> (Vec<u8>, Vec<u8>) {
-        (self.n.clone(), self.e.clone())
+    /// The public key, parsed once, for verifying our own tokens.
+    pub fn verifier(&self) -> &ParsedPublicKey {
+        &self.verifier
     }
 
     pub fn jwk(&self) -> Jwk {

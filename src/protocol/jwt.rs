@@ -116,19 +116,49 @@ struct Registered {
     exp: Option<i64>,
 }
 
-/// Verifies a compact JWS made by `encode_rs256`: alg must be RS256 (anything else, including "none", is refused), the header typ must equal `expected_typ` when given, the signature must verify with the RSA public key (n, e big-endian bytes) that `key_for_kid` returns for the header's kid (aws_lc_rs::signature::RsaPublicKeyComponents with RSA_PKCS1_2048_8192_SHA256), `iss` must equal `issuer`, and `exp` must be > now. Returns the claims.
+/// An RSA public key that checks RS256 signatures
+/// (RSA_PKCS1_2048_8192_SHA256): a key parsed once (what the server holds),
+/// or (n, e) as big-endian bytes, parsed on every call.
+pub trait VerifyKey {
+    fn verifies(&self, message: &[u8], signature: &[u8]) -> bool;
+}
+
+impl VerifyKey for aws_lc_rs::signature::ParsedPublicKey {
+    fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
+        self.verify_sig(message, signature).is_ok()
+    }
+}
+
+impl<K: VerifyKey + ?Sized> VerifyKey for &K {
+    fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
+        (**self).verifies(message, signature)
+    }
+}
+
+impl VerifyKey for (Vec<u8>, Vec<u8>) {
+    fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
+        RsaPublicKeyComponents {
+            n: without_leading_zeros(&self.0),
+            e: without_leading_zeros(&self.1),
+        }
+        .verify(&RSA_PKCS1_2048_8192_SHA256, message, signature)
+        .is_ok()
+    }
+}
+
+/// Verifies a compact JWS made by `encode_rs256`: alg must be RS256 (anything else, including "none", is refused), the header typ must equal `expected_typ` when given, the signature must verify with the key that `key_for_kid` returns for the header's kid, `iss` must equal `issuer`, and `exp` must be > now. Returns the claims.
 ///
 /// Only `alg` and `kid` are read before the signature is verified; every
 /// other check looks at signed content. `typ` compares as a media type
 /// (RFC 7515 §4.1.9): case-insensitively, with or without `application/`.
 /// `exp` must be an integer (NumericDate as `encode_rs256`'s callers write
 /// it); `now` is in seconds since the Unix epoch.
-pub fn decode_rs256<T: serde::de::DeserializeOwned>(
+pub fn decode_rs256<T: serde::de::DeserializeOwned, K: VerifyKey>(
     token: &str,
     expected_typ: Option<&str>,
     issuer: &str,
     now: i64,
-    key_for_kid: impl Fn(&str) -> Option<(Vec<u8>, Vec<u8>)>,
+    key_for_kid: impl Fn(&str) -> Option<K>,
 ) -> Result<T, JwtError> {
     let mut parts = token.split('.');
     let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
@@ -145,21 +175,14 @@ pub fn decode_rs256<T: serde::de::DeserializeOwned>(
         return Err(JwtError::BadSignature);
     }
     let kid = header.kid.as_deref().ok_or(JwtError::UnknownKey)?;
-    let (n, e) = key_for_kid(kid).ok_or(JwtError::UnknownKey)?;
+    let key = key_for_kid(kid).ok_or(JwtError::UnknownKey)?;
     let signature = URL_SAFE_NO_PAD
         .decode(signature_b64)
         .map_err(|_| JwtError::Malformed)?;
-    let key = RsaPublicKeyComponents {
-        n: without_leading_zeros(&n),
-        e: without_leading_zeros(&e),
-    };
     let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
-    key.verify(
-        &RSA_PKCS1_2048_8192_SHA256,
-        signing_input.as_bytes(),
-        &signature,
-    )
-    .map_err(|_| JwtError::BadSignature)?;
+    if !key.verifies(signing_input.as_bytes(), &signature) {
+        return Err(JwtError::BadSignature);
+    }
 
     if let Some(expected) = expected_typ {
         match header.typ.as_deref() {
@@ -453,7 +476,7 @@ mod tests {
     fn wrong_typ() {
         let token = id_token(&id_claims());
         assert_eq!(
-            decode_rs256::<IdTokenClaims>(&token, Some(TYP_ACCESS_TOKEN), ISSUER, NOW, lookup),
+            decode_rs256::<IdTokenClaims, _>(&token, Some(TYP_ACCESS_TOKEN), ISSUER, NOW, lookup),
             Err(JwtError::WrongType)
         );
         let header = b64_json(&serde_json::json!({"alg": "RS256", "kid": KID}));

@@ -32,7 +32,7 @@ pub struct Logout {
 /// checked; the `typ` is, so an access token cannot pass for an ID token
 /// (RFC 8725 §3.11).
 pub fn verify_id_token_hint(state: &AppState, token: &str) -> Option<IdTokenClaims> {
-    jwt::decode_rs256::<IdTokenClaims>(
+    jwt::decode_rs256::<IdTokenClaims, _>(
         token,
         Some(TYP_ID_TOKEN),
         &state.settings.issuer,

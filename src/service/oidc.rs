@@ -17,9 +17,8 @@ use crate::store::entities::authorization_codes::Model as Code;
 use crate::store::entities::interactions::Model as InteractionRow;
 use crate::store::entities::sessions::Model as Session;
 use crate::store::entities::users::Model as User;
-use crate::store::{
-    access_tokens, authorization_codes, consents, interactions, refresh_tokens, users,
-};
+use crate::store::{access_tokens, authorization_codes, consents, interactions, refresh_tokens};
+use aws_lc_rs::signature::ParsedPublicKey;
 
 /// `acr` values (PRODUCT.md): password alone, or password and a second factor.
 pub const ACR_PWD: &str = "urn:stepgate:acr:pwd";
@@ -269,7 +268,7 @@ fn hint_subject(state: &AppState, token: &str) -> Option<String> {
         sub: String,
     }
     // typ JWT: an access token (at+jwt) is no ID token hint.
-    jwt::decode_rs256::<Sub>(
+    jwt::decode_rs256::<Sub, _>(
         token,
         Some(jwt::TYP_ID_TOKEN),
         &state.settings.issuer,
@@ -280,14 +279,14 @@ fn hint_subject(state: &AppState, token: &str) -> Option<String> {
     .map(|s| s.sub)
 }
 
-/// The (n, e) of our signing key with this kid.
-pub fn public_key(state: &AppState, kid: &str) -> Option<(Vec<u8>, Vec<u8>)> {
+/// The public key of our signing key with this kid.
+pub fn public_key<'a>(state: &'a AppState, kid: &str) -> Option<&'a ParsedPublicKey> {
     state
         .keys
         .signing_keys()
         .iter()
         .find(|k| k.kid == kid)
-        .map(|k| k.public_components())
+        .map(|k| k.verifier())
 }
 
 /// Records the user's consent to the request's scopes for its client.
@@ -403,7 +402,7 @@ pub async fn userinfo(
         });
     }
     let now = now(state);
-    let claims = match jwt::decode_rs256::<AccessTokenClaims>(
+    let claims = match jwt::decode_rs256::<AccessTokenClaims, _>(
         token,
         Some("at+jwt"),
         &state.settings.issuer,
@@ -417,15 +416,14 @@ pub async fn userinfo(
             )));
         }
     };
-    if access_tokens::find_live(&state.db, &claims.jti, now)
-        .await?
-        .is_none()
-    {
+    let Some((_, user)) = access_tokens::find_live_with_user(&state.db, &claims.jti, now).await?
+    else {
         return Ok(Err(BearerError::InvalidToken(
             "the access token was revoked or has expired",
         )));
-    }
-    let Some(user) = users::find_by_id(&state.db, &claims.sub).await? else {
+    };
+    // A client_credentials token has no user: nothing to tell about.
+    let Some(user) = user.filter(|u| u.id == claims.sub) else {
         return Ok(Err(BearerError::InvalidToken("the user no longer exists")));
     };
     if user.disabled {

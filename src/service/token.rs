@@ -612,7 +612,7 @@ async fn revoke_access(
 /// The `jti` of an access token we signed (expired ones included: revoking
 /// an expired token is harmless).
 fn access_token_jti(state: &AppState, token: &str) -> Option<String> {
-    jwt::decode_rs256::<AccessTokenClaims>(
+    jwt::decode_rs256::<AccessTokenClaims, _>(
         token,
         Some(jwt::TYP_ACCESS_TOKEN),
         &state.settings.issuer,
@@ -651,23 +651,21 @@ pub async fn introspect(state: &AppState, token: &str) -> Result<Value, AccountE
             None => inactive,
         });
     }
-    if let Ok(claims) = jwt::decode_rs256::<AccessTokenClaims>(
+    if let Ok(claims) = jwt::decode_rs256::<AccessTokenClaims, _>(
         token,
         Some(jwt::TYP_ACCESS_TOKEN),
         &state.settings.issuer,
         now,
         |kid| public_key(state, kid),
     ) {
-        let Some(row) = access_tokens::find_live(&state.db, &claims.jti, now).await? else {
+        let Some((row, user)) =
+            access_tokens::find_live_with_user(&state.db, &claims.jti, now).await?
+        else {
             return Ok(inactive);
         };
-        if let Some(user_id) = &row.user_id {
-            let usable = users::find_by_id(&state.db, user_id)
-                .await?
-                .is_some_and(|u| !u.disabled);
-            if !usable {
-                return Ok(inactive);
-            }
+        // A user's token lives only while the user exists and is enabled.
+        if row.user_id.is_some() && !user.is_some_and(|u| !u.disabled) {
+            return Ok(inactive);
         }
         return Ok(json!({
             "active": true,

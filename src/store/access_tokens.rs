@@ -6,6 +6,7 @@ use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 
 use super::append::Row;
 use super::entities::access_tokens::{self, Entity as AccessTokens, Model as AccessToken};
+use super::entities::users::{Entity as Users, Model as User};
 
 pub struct NewAccessToken<'a> {
     pub jti: &'a str,
@@ -34,15 +35,17 @@ pub fn row(new: NewAccessToken<'_>) -> Row {
     })
 }
 
-/// The token's row if it is live: not revoked and not expired.
-pub async fn find_live(
+/// The token's row if it is live, with its user (if it has one and the user
+/// still exists): one query, for introspection and userinfo.
+pub async fn find_live_with_user(
     db: &DatabaseConnection,
     jti: &str,
     now: i64,
-) -> Result<Option<AccessToken>, sea_orm::DbErr> {
+) -> Result<Option<(AccessToken, Option<User>)>, sea_orm::DbErr> {
     AccessTokens::find_by_id(jti.to_owned())
         .filter(access_tokens::Column::RevokedAt.is_null())
         .filter(access_tokens::Column::ExpiresAt.gt(now))
+        .find_also_related(Users)
         .one(db)
         .await
 }

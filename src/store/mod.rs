@@ -18,10 +18,14 @@ pub mod sessions;
 pub mod totp;
 pub mod users;
 
+use std::str::FromStr;
 use std::time::Duration;
 
 use migrations::{Migrator, MigratorTrait};
-use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::sqlx::ConnectOptions as _;
+use sea_orm::sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
 use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseConnection, DbBackend};
 
 use crate::config::Settings;
@@ -46,34 +50,41 @@ pub enum StoreError {
 /// every connection of the pool.
 pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, StoreError> {
     let url = settings.database_url.as_str();
-    if url.starts_with("sqlite:") {
+    let connect_error = |e: &dyn std::fmt::Display| StoreError::Connect {
+        url: redact_url(url),
+        reason: e.to_string(),
+    };
+    let db = if url.starts_with("sqlite:") {
         ensure_sqlite_dir(url)?;
-    }
-    let busy = Duration::from_millis(settings.database.sqlite_busy_timeout_ms);
-    let mut options = ConnectOptions::new(url);
-    options
-        .max_connections(settings.database.max_connections)
-        .min_connections(0)
-        .connect_timeout(settings.connect_timeout())
-        .acquire_timeout(settings.connect_timeout())
-        // A connection the server closed (a PostgreSQL restart) is noticed
-        // before use. An SQLite connection is a file handle that cannot be
-        // closed under us, and the ping is one more round trip through its
-        // worker thread (two context switches) on every query.
-        .test_before_acquire(!url.starts_with("sqlite:"))
-        .sqlx_logging(false)
-        .map_sqlx_sqlite_opts(move |o| {
-            o.journal_mode(SqliteJournalMode::Wal)
-                .foreign_keys(true)
-                .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(busy)
-        });
-    let db = sea_orm::Database::connect(options)
-        .await
-        .map_err(|e| StoreError::Connect {
-            url: redact_url(url),
-            reason: e.to_string(),
-        })?;
+        let busy = Duration::from_millis(settings.database.sqlite_busy_timeout_ms);
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| connect_error(&e))?
+            .journal_mode(SqliteJournalMode::Wal)
+            .foreign_keys(true)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(busy)
+            .disable_statement_logging();
+        let pool = sqlite_pool(settings.database.max_connections)
+            .acquire_timeout(settings.connect_timeout())
+            .connect_with(options)
+            .await
+            .map_err(|e| connect_error(&e))?;
+        sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(pool)
+    } else {
+        let mut options = ConnectOptions::new(url);
+        options
+            .max_connections(settings.database.max_connections)
+            .min_connections(0)
+            .connect_timeout(settings.connect_timeout())
+            .acquire_timeout(settings.connect_timeout())
+            // A connection the server closed (a PostgreSQL restart) is
+            // noticed before use.
+            .test_before_acquire(true)
+            .sqlx_logging(false);
+        sea_orm::Database::connect(options)
+            .await
+            .map_err(|e| connect_error(&e))?
+    };
     ping(&db).await.map_err(|e| StoreError::Connect {
         url: redact_url(url),
         reason: e.to_string(),
@@ -94,13 +105,54 @@ pub fn writer_connection(db: &DatabaseConnection) -> DatabaseConnection {
         return db.clone();
     }
     let options = db.get_sqlite_connection_pool().connect_options();
-    let pool = sea_orm::sqlx::sqlite::SqlitePoolOptions::new()
-        .max_connections(1)
+    let pool = sqlite_pool(1)
         .idle_timeout(None)
         .max_lifetime(None)
-        .test_before_acquire(false)
         .connect_lazy_with((*options).clone());
     sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(pool)
+}
+
+/// A pool of at most `max` SQLite connections, each with the query
+/// planner stability guarantee on (`SQLITE_DBCONFIG_ENABLE_QPSG`).
+///
+/// Without it, SQLite 3.51 marks a statement whose `LIMIT ?` it could fold
+/// into the plan as depending on the bound value, and then compiles the
+/// statement again every time it is run with a fresh binding: every
+/// `.one()` query (sea-orm sends `LIMIT ?`) was re-parsed and re-planned on
+/// each call, a fifth of `/introspect`'s time. With QPSG a prepared
+/// statement keeps its plan whatever is bound. No ping before use either:
+/// an SQLite connection is a file handle that cannot be closed under us,
+/// and the ping is one more round trip through the connection's worker
+/// thread (two context switches) on every query.
+fn sqlite_pool(max: u32) -> SqlitePoolOptions {
+    SqlitePoolOptions::new()
+        .max_connections(max)
+        .min_connections(0)
+        .test_before_acquire(false)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                let mut handle = conn.lock_handle().await?;
+                // SAFETY: the locked handle guarantees that the connection's
+                // worker thread makes no call on this database meanwhile;
+                // sqlite3_db_config with ENABLE_QPSG takes (int, int*) and
+                // accepts a null int*.
+                let rc = unsafe {
+                    libsqlite3_sys::sqlite3_db_config(
+                        handle.as_raw_handle().as_ptr(),
+                        libsqlite3_sys::SQLITE_DBCONFIG_ENABLE_QPSG,
+                        1 as std::ffi::c_int,
+                        std::ptr::null_mut::<std::ffi::c_int>(),
+                    )
+                };
+                if rc == libsqlite3_sys::SQLITE_OK {
+                    Ok(())
+                } else {
+                    Err(sea_orm::sqlx::Error::Protocol(format!(
+                        "sqlite3_db_config(ENABLE_QPSG) failed with code {rc}"
+                    )))
+                }
+            })
+        })
 }
 
 /// Applies pending migrations; returns the names of those it applied.

@@ -90,4 +90,25 @@ async fn sqlite_connections_use_wal_and_foreign_keys() {
     assert_eq!(pragma("foreign_keys").await, "1");
     assert_eq!(pragma("busy_timeout").await, "5000");
     assert_eq!(pragma("synchronous").await, "1", "NORMAL");
+
+    // The query planner stability guarantee (store::sqlite_pool): a
+    // prepared statement keeps its plan, so `LIMIT ?` does not make SQLite
+    // compile it again on every call. On the pool and the writer's own.
+    for db in [conn.clone(), stepgate::store::writer_connection(&conn)] {
+        let mut pooled = db.get_sqlite_connection_pool().acquire().await.unwrap();
+        let mut handle = pooled.lock_handle().await.unwrap();
+        let mut enabled: std::ffi::c_int = -1;
+        // SAFETY: the locked handle keeps the worker thread off this
+        // connection; a negative value reads the setting without changing it.
+        let rc = unsafe {
+            libsqlite3_sys::sqlite3_db_config(
+                handle.as_raw_handle().as_ptr(),
+                libsqlite3_sys::SQLITE_DBCONFIG_ENABLE_QPSG,
+                -1 as std::ffi::c_int,
+                &mut enabled as *mut std::ffi::c_int,
+            )
+        };
+        assert_eq!(rc, libsqlite3_sys::SQLITE_OK);
+        assert_eq!(enabled, 1, "QPSG is on");
+    }
 }
