@@ -664,7 +664,7 @@ pub async fn introspect(state: &AppState, token: &str) -> Result<Value, AccountE
             return Ok(inactive);
         };
         // A user's token lives only while the user exists and is enabled.
-        if row.user_id.is_some() && !user.is_some_and(|u| !u.disabled) {
+        if row.user_id.is_some() && user.is_none_or(|u| u.disabled) {
             return Ok(inactive);
         }
         return Ok(json!({
