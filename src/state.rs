@@ -15,8 +15,20 @@ use crate::service::clients::ClientCache;
 use crate::service::password::Hasher;
 use crate::store::append::Appender;
 
+/// Cloned for every request (axum hands each handler and middleware its
+/// own copy): one reference count, whatever the state holds.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub db: DatabaseConnection,
     /// Clients read for client authentication (`oauth.client_cache_secs`).
     pub client_cache: Arc<ClientCache>,
@@ -49,7 +61,7 @@ impl AppState {
             discovery: to_json(&ProviderMetadata::new(&settings.issuer)),
             jwks: to_json(&keys.jwks()),
         };
-        Ok(Self {
+        Ok(Self(Arc::new(Shared {
             documents: Arc::new(documents),
             mailer: Mailer::from_settings(&settings.email)?,
             hasher: Arc::new(Hasher::new(&settings.password)),
@@ -64,9 +76,11 @@ impl AppState {
             keys: Arc::new(keys),
             settings: Arc::new(settings),
             clock,
-        })
+        })))
     }
+}
 
+impl Shared {
     /// Whether the issuer is https: cookies are then `Secure` and `__Host-`.
     pub fn https(&self) -> bool {
         self.settings.issuer.starts_with("https://")

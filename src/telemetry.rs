@@ -19,7 +19,9 @@ pub fn init(settings: &LogSettings) {
     }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, not in log files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     // try_init: a second call (tests start several servers) keeps the first.
     let _ = match settings.format {
         LogFormat::Human => builder.try_init(),
