@@ -207,6 +207,7 @@ enum KeysCommand {
 }
 
 fn main() -> ExitCode {
+    return_big_blocks_to_the_system();
     let cli = Cli::parse();
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
@@ -224,6 +225,21 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
+    }
+}
+
+/// glibc raises its mmap threshold to the size of the largest block freed,
+/// so after the first sign-in argon2's working memory (19 MiB per hash at
+/// the default cost) comes from per-thread heap arenas that keep it after
+/// the hash is done: the resident set grew by tens of MB under a sign-in
+/// storm and stayed there. A fixed threshold keeps every block of 1 MiB or
+/// more in its own mapping, returned to the system when freed.
+fn return_big_blocks_to_the_system() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called before any
+    // other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
 }
 
