@@ -17,6 +17,15 @@ pub fn init(settings: &LogSettings) {
     if !settings.level.contains("sea_orm_migration") {
         filter = filter.add_directive("sea_orm_migration=warn".parse().expect("static directive"));
     }
+    // PostgreSQL's notices ("relation ... already exists, skipping" from
+    // the migrator's CREATE TABLE IF NOT EXISTS) are not news either.
+    if !settings.level.contains("sqlx") {
+        filter = filter.add_directive(
+            "sqlx::postgres::notice=warn"
+                .parse()
+                .expect("static directive"),
+        );
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
