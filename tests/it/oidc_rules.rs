@@ -1081,6 +1081,21 @@ async fn userinfo_follows_the_token_and_the_scopes(backend: Backend) {
     assert!(claims.get("email_verified").is_none(), "{claims}");
     let sub = claims["sub"].as_str().unwrap().to_owned();
 
+    // The same live token with one bit of its signature flipped: refused,
+    // though its jti is in the database (the key parsed once at start
+    // still checks every signature).
+    let forged = {
+        use base64::Engine;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let (signed, signature) = profile_token.rsplit_once('.').unwrap();
+        let mut bytes = URL_SAFE_NO_PAD.decode(signature).unwrap();
+        bytes[7] ^= 0x01;
+        format!("{signed}.{}", URL_SAFE_NO_PAD.encode(bytes))
+    };
+    let (status, headers, _) = userinfo(&app, Some(&forged)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(www_authenticate(&headers).contains("error=\"invalid_token\""));
+
     // email alone: email and email_verified, no name.
     let email_token = access_token("openid email").await;
     let (status, _, claims) = userinfo(&app, Some(&email_token)).await;
