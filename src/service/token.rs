@@ -19,7 +19,7 @@ use crate::store::append::Row;
 use crate::store::audit::{self, Event};
 use crate::store::entities::refresh_tokens::Model as RefreshToken;
 use crate::store::entities::users::Model as User;
-use crate::store::{access_tokens, authorization_codes, consents, refresh_tokens, totp, users};
+use crate::store::{access_tokens, authorization_codes, refresh_tokens, totp, users};
 
 fn now(state: &AppState) -> i64 {
     state.clock.now().timestamp()
@@ -370,7 +370,8 @@ pub async fn refresh(
 ) -> Outcome {
     let now = now(state);
     let hash = sha256_hex(token);
-    let Some(row) = refresh_tokens::find(&state.db, &hash).await? else {
+    let Some((row, user, consent)) = refresh_tokens::find_with_grant(&state.db, &hash).await?
+    else {
         return invalid_grant("the refresh token is not valid");
     };
     if row.client_id != client.client_id {
@@ -385,18 +386,16 @@ pub async fn refresh(
     if row.idle_expires_at <= now || row.family_expires_at <= now {
         return invalid_grant("the refresh token has expired");
     }
-    let Some(user) = users::find_by_id(&state.db, &row.user_id).await? else {
+    let Some(user) = user else {
         return invalid_grant("the user no longer exists");
     };
     if user.disabled {
         return invalid_grant("the user is disabled");
     }
     let granted = Scopes::parse(&row.scope);
-    if !client.first_party {
-        let consent = consents::get(&state.db, &user.id, &client.client_id).await?;
-        if !consent.is_some_and(|c| granted.is_subset(&Scopes::parse(&c.scope))) {
-            return invalid_grant("the user withdrew consent");
-        }
+    if !client.first_party && !consent.is_some_and(|c| granted.is_subset(&Scopes::parse(&c.scope)))
+    {
+        return invalid_grant("the user withdrew consent");
     }
     // A grant that rests on a second factor ends when that factor is reset.
     let amr: Vec<String> = row.amr.split(' ').map(str::to_owned).collect();

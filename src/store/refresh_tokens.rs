@@ -6,7 +6,9 @@ use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 
 use super::append::Row;
 use super::entities::access_tokens::{self, Entity as AccessTokens};
+use super::entities::consents::{Entity as Consents, Model as Consent};
 use super::entities::refresh_tokens::{self, Entity as RefreshTokens, Model as RefreshToken};
+use super::entities::users::{Entity as Users, Model as User};
 
 /// The row to add through `append` (with the rest of the response's rows).
 pub fn row(token: RefreshToken) -> Row {
@@ -34,6 +36,19 @@ pub async fn find(
     token_hash: &str,
 ) -> Result<Option<RefreshToken>, sea_orm::DbErr> {
     RefreshTokens::find_by_id(token_hash.to_owned())
+        .one(db)
+        .await
+}
+
+/// The token with its user and the user's consent to the token's client
+/// (either may be gone): what a refresh checks, in one query.
+pub async fn find_with_grant(
+    db: &DatabaseConnection,
+    token_hash: &str,
+) -> Result<Option<(RefreshToken, Option<User>, Option<Consent>)>, sea_orm::DbErr> {
+    RefreshTokens::find_by_id(token_hash.to_owned())
+        .find_also_related(Users)
+        .find_also_related(Consents)
         .one(db)
         .await
 }

@@ -22,6 +22,33 @@ pub struct Model {
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {}
+pub enum Relation {
+    /// The user the token was issued to.
+    #[sea_orm(
+        belongs_to = "super::users::Entity",
+        from = "Column::UserId",
+        to = "super::users::Column::Id"
+    )]
+    User,
+    /// The user's consent to the token's client, if any is left.
+    #[sea_orm(
+        belongs_to = "super::consents::Entity",
+        from = "(Column::UserId, Column::ClientId)",
+        to = "(super::consents::Column::UserId, super::consents::Column::ClientId)"
+    )]
+    Consent,
+}
+
+impl Related<super::users::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::User.def()
+    }
+}
+
+impl Related<super::consents::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Consent.def()
+    }
+}
 
 impl ActiveModelBehavior for ActiveModel {}
