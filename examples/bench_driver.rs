@@ -7,6 +7,7 @@
 //! bench_driver seed         --base URL --emails FILE --out FILE [--concurrency N]
 //! bench_driver refresh-pool --base URL --client ID:SECRET --redirect URI --email E --n N --out FILE
 //! bench_driver refresh      --base URL --client ID:SECRET --tokens FILE [--concurrency N]
+//! bench_driver codes        --base URL --client ID:SECRET --redirect URI --email E --n N [--concurrency N]
 //! bench_driver flows        --base URL --client ID:SECRET --redirect URI --users FILE [--concurrency N]
 //! ```
 //!
@@ -14,7 +15,10 @@
 //! lines. `refresh-pool` runs N authorization-code flows on one signed-in
 //! session (no password hashing per flow) and writes one refresh token per
 //! line, plus an access token to `FILE.access`. `refresh` spends each token
-//! once. `flows` runs, for every user, the whole sign-in in a fresh cookie
+//! once. `codes` gets N authorization codes on one signed-in session (not
+//! timed), then exchanges each once (timed): the code exchange alone, an
+//! access token and an ID token per response, well within the codes' 60 s.
+//! `flows` runs, for every user, the whole sign-in in a fresh cookie
 //! jar: authorize → password → TOTP → consent → code → token. The measured
 //! modes print one JSON line: count, ok, errors, secs, per_sec, p50_ms, p99_ms.
 //! Every account's password is `PASSWORD` below.
@@ -583,8 +587,59 @@ async fn main() -> Result<()> {
             .await;
             report.print(error);
         }
+        "codes" => {
+            let (client_id, client_secret) = args.client();
+            let rp = Arc::new(Rp {
+                base: args.get("base"),
+                client_id,
+                client_secret,
+                redirect: args.get("redirect"),
+            });
+            let email = args.get("email");
+            let http = browser();
+            // Signs in and consents once; every later authorization request
+            // on this session comes straight back with a code.
+            let scope = "openid profile email";
+            rp.flow(&http, scope, &email, None).await?;
+            let n = args.number("n", 2000);
+            let codes = Arc::new(std::sync::Mutex::new(Vec::with_capacity(n)));
+            let collected = codes.clone();
+            let preparer = rp.clone();
+            let (prepared, error) = measure(n, 4, move |_| {
+                let (rp, http, email, codes) = (
+                    preparer.clone(),
+                    http.clone(),
+                    email.clone(),
+                    collected.clone(),
+                );
+                async move {
+                    let (url, verifier) = rp.authorize_url(scope);
+                    let response = http.get(url).send().await?;
+                    let code =
+                        walk_to_code(&http, &rp.base, &rp.redirect, response, &email, None).await?;
+                    codes.lock().unwrap().push((code, verifier));
+                    Ok(())
+                }
+            })
+            .await;
+            if prepared.errors > 0 {
+                return fail(format!("{} flows failed: {error:?}", prepared.errors));
+            }
+            eprintln!("prepared {n} codes in {:.1}s", prepared.secs);
+            let codes = Arc::new(std::mem::take(&mut *codes.lock().unwrap()));
+            let http = Client::builder().build()?;
+            let (report, error) = measure(codes.len(), args.number("concurrency", 16), move |i| {
+                let (rp, http, codes) = (rp.clone(), http.clone(), codes.clone());
+                async move {
+                    let (code, verifier) = &codes[i];
+                    rp.exchange(&http, code, verifier).await.map(|_| ())
+                }
+            })
+            .await;
+            report.print(error);
+        }
         _ => {
-            eprintln!("usage: bench_driver seed|refresh-pool|refresh|flows --base URL ...");
+            eprintln!("usage: bench_driver seed|refresh-pool|refresh|codes|flows --base URL ...");
             std::process::exit(2);
         }
     }
