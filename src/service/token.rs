@@ -423,11 +423,6 @@ pub async fn refresh(
             asked
         }
     };
-    if !refresh_tokens::rotate(&state.db, &hash, now).await? {
-        // Another request used it first: that is reuse too.
-        let row = refresh_tokens::find(&state.db, &hash).await?.unwrap_or(row);
-        return reuse_detected(state, client, &row).await;
-    }
     let grant = Grant {
         user: &user,
         scope,
@@ -448,15 +443,27 @@ pub async fn refresh(
             scope: granted,
         });
     let (response, rows) = mint(state, client, &grant, plan);
-    let event = audit_row(
+    // The new tokens are committed *before* the presented one is retired.
+    // Whoever then finds it retired (a concurrent or later use: reuse,
+    // RFC 9700 §4.14.2) revokes the family after the new tokens exist, so
+    // they go with it. Retiring first left a window in which the family
+    // was revoked before the new tokens were written, and they survived.
+    state.appender.add(rows).await?;
+    if !refresh_tokens::rotate(&state.db, &hash, now).await? {
+        // Another request used it first: that is reuse too; the tokens
+        // just written belong to the family and are revoked with it.
+        let row = refresh_tokens::find(&state.db, &hash).await?.unwrap_or(row);
+        return reuse_detected(state, client, &row).await;
+    }
+    audit_event(
         state,
         "token.refreshed",
         "success",
         Some(&user.id),
         &client.client_id,
         None,
-    );
-    record_issue(state, rows, event).await?;
+    )
+    .await?;
     Ok(Ok(response))
 }
 

@@ -266,12 +266,15 @@ async fn concurrent_refreshes_yield_one_success(backend: Backend) {
                 ("grant_type", "refresh_token"),
                 ("refresh_token", token.as_str()),
             ]);
-        async move { request.send().await.unwrap().status() }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            let body: serde_json::Value = response.json().await.unwrap();
+            (status, body)
+        }
     });
-    let mut statuses = Vec::new();
-    for status in join_all(attempts).await {
-        statuses.push(status);
-    }
+    let answers = join_all(attempts).await;
+    let statuses: Vec<StatusCode> = answers.iter().map(|(s, _)| *s).collect();
     let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
     assert_eq!(ok, 1, "{statuses:?}");
     assert!(
@@ -279,13 +282,34 @@ async fn concurrent_refreshes_yield_one_success(backend: Backend) {
             .iter()
             .all(|s| *s == StatusCode::OK || *s == StatusCode::BAD_REQUEST)
     );
+
+    // The others presented a retired token: reuse (RFC 9700 §4.14.2), so the
+    // whole family is revoked, the winner's new refresh token with it. The
+    // new tokens are written before the old one is retired, so no ordering
+    // of the racing requests lets one survive.
+    let (_, won) = answers
+        .iter()
+        .find(|(s, _)| *s == StatusCode::OK)
+        .expect("one success");
+    let newest = won["refresh_token"].as_str().expect("a new refresh token");
+    let again = app
+        .client
+        .post(app.url("/token"))
+        .basic_auth(&client.id, Some(&secret))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", newest)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = again.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_grant", "{body}");
 }
 
-async fn join_all<F: std::future::Future<Output = StatusCode>>(
+async fn join_all<T, F: std::future::Future<Output = T>>(
     futures: impl Iterator<Item = F>,
-) -> Vec<StatusCode> {
+) -> Vec<T> {
     let mut pending: Vec<_> = futures.map(|f| Some(Box::pin(f))).collect();
-    let mut results: Vec<Option<StatusCode>> = pending.iter().map(|_| None).collect();
+    let mut results: Vec<Option<T>> = pending.iter().map(|_| None).collect();
     std::future::poll_fn(|cx| {
         let mut done = true;
         for (i, slot) in pending.iter_mut().enumerate() {
