@@ -319,11 +319,6 @@ pub async fn redeem_code(
     if user.disabled {
         return invalid_grant("the user is disabled");
     }
-    if !authorization_codes::redeem(&state.db, &code_hash, now).await? {
-        // Lost a race with another redemption of the same code.
-        revoke_code(state, &code_hash).await?;
-        return invalid_grant("the code was already used");
-    }
     let grant = Grant {
         user: &user,
         scope: Scopes::parse(&row.scope),
@@ -332,7 +327,7 @@ pub async fn redeem_code(
         amr: row.amr.split(' ').map(str::to_owned).collect(),
         sid: row.sid.clone(),
         nonce: row.nonce.clone(),
-        code_hash: Some(code_hash),
+        code_hash: Some(code_hash.clone()),
     };
     // OIDC Core §11: a refresh token only for offline_access the user
     // granted, to a client allowed the grant; it starts a new family.
@@ -345,15 +340,26 @@ pub async fn redeem_code(
         scope: grant.scope.clone(),
     });
     let (response, rows) = mint(state, client, &grant, refresh);
-    let event = audit_row(
+    // As for refresh tokens: the tokens are written before the code is
+    // marked used, so a replay that finds it used (RFC 6749 §4.1.2)
+    // revokes them by the code's hash; marking first left a window in
+    // which the replay's revocation ran before they existed.
+    state.appender.add(rows).await?;
+    if !authorization_codes::redeem(&state.db, &code_hash, now).await? {
+        // Lost a race with another redemption of the same code: what both
+        // bought, this request's tokens included, is revoked.
+        revoke_code(state, &code_hash).await?;
+        return invalid_grant("the code was already used");
+    }
+    audit_event(
         state,
         "token.issued",
         "success",
         Some(&user.id),
         &client.client_id,
         Some("authorization_code"),
-    );
-    record_issue(state, rows, event).await?;
+    )
+    .await?;
     Ok(Ok(response))
 }
 
