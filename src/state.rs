@@ -31,14 +31,14 @@ impl std::ops::Deref for AppState {
 pub struct Shared {
     pub db: DatabaseConnection,
     /// Clients read for client authentication (`oauth.client_cache_secs`).
-    pub client_cache: Arc<ClientCache>,
+    pub client_cache: ClientCache,
     /// Writes access-token rows and audit events in group commits.
     pub appender: Appender,
-    pub keys: Arc<KeyStore>,
-    pub settings: Arc<Settings>,
+    pub keys: KeyStore,
+    pub settings: Settings,
     pub clock: Arc<dyn Clock>,
     pub mailer: Mailer,
-    pub hasher: Arc<Hasher>,
+    pub hasher: Hasher,
     /// Signs CSRF tokens.
     pub csrf_key: PurposeKey,
     /// Keys the sign-in throttle's rows (an HMAC of the email).
@@ -46,7 +46,7 @@ pub struct Shared {
     /// `scheme://host[:port]` of the issuer, for `Origin` checks.
     issuer_origin: Arc<str>,
     /// Documents that never change while the process runs, serialized once.
-    pub documents: Arc<Documents>,
+    pub documents: Documents,
 }
 
 impl AppState {
@@ -62,19 +62,19 @@ impl AppState {
             jwks: to_json(&keys.jwks()),
         };
         Ok(Self(Arc::new(Shared {
-            documents: Arc::new(documents),
+            documents,
             mailer: Mailer::from_settings(&settings.email)?,
-            hasher: Arc::new(Hasher::new(&settings.password)),
+            hasher: Hasher::new(&settings.password),
             csrf_key: PurposeKey::derive(&master, "stepgate/csrf/v1"),
             throttle_key: PurposeKey::derive(&master, "stepgate/login-throttle/v1"),
             issuer_origin: settings.issuer_url().origin().ascii_serialization().into(),
-            client_cache: Arc::new(ClientCache::new(std::time::Duration::from_secs(
+            client_cache: ClientCache::new(std::time::Duration::from_secs(
                 settings.oauth.client_cache_secs,
-            ))),
+            )),
             appender: Appender::start(db.clone()),
             db,
-            keys: Arc::new(keys),
-            settings: Arc::new(settings),
+            keys,
+            settings,
             clock,
         })))
     }

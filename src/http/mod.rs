@@ -40,9 +40,10 @@ const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
                    frame-ancestors 'none'; base-uri 'none'";
 
 pub fn router(state: AppState) -> Router {
-    let settings = state.settings.clone();
     let limit_state = state.clone();
-    let https = settings.issuer.starts_with("https://");
+    let https = state.https();
+    let request_timeout = Duration::from_secs(state.settings.http.request_timeout_secs);
+    let body_limit = state.settings.http.body_limit_bytes;
 
     let routes = Router::new()
         .route(DISCOVERY_PATH, get(discovery::openid_configuration_get))
@@ -183,12 +184,12 @@ pub fn router(state: AppState) -> Router {
             .layer(security_headers)
             .layer(TimeoutLayer::with_status_code(
                 StatusCode::REQUEST_TIMEOUT,
-                Duration::from_secs(settings.http.request_timeout_secs),
+                request_timeout,
             ))
             .layer(axum::middleware::from_fn_with_state(
                 limit_state,
                 limit::limit_body,
             ))
-            .layer(DefaultBodyLimit::max(settings.http.body_limit_bytes)),
+            .layer(DefaultBodyLimit::max(body_limit)),
     )
 }
