@@ -478,7 +478,6 @@ pub async fn authenticate(
 }
 
 /// A client as read for authentication, with its secret's hash.
-#[derive(Clone)]
 struct CachedClient {
     secret_hash: Option<String>,
     client: Arc<Client>,
@@ -500,7 +499,7 @@ impl CachedClient {
 /// anyway and starts over when full.
 pub struct ClientCache {
     ttl: Duration,
-    entries: Mutex<HashMap<String, (Instant, CachedClient)>>,
+    entries: Mutex<HashMap<String, (Instant, Arc<CachedClient>)>>,
 }
 
 impl ClientCache {
@@ -513,13 +512,13 @@ impl ClientCache {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, CachedClient)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Arc<CachedClient>)>> {
         // A panic while holding the lock cannot leave the map half-updated
         // in a way that matters: every entry is replaced whole.
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn get(&self, client_id: &str) -> Option<CachedClient> {
+    fn get(&self, client_id: &str) -> Option<Arc<CachedClient>> {
         if self.ttl.is_zero() {
             return None;
         }
@@ -536,7 +535,7 @@ impl ClientCache {
         if entries.len() >= Self::MAX_ENTRIES && !entries.contains_key(client_id) {
             entries.clear();
         }
-        entries.insert(client_id.to_owned(), (Instant::now(), cached));
+        entries.insert(client_id.to_owned(), (Instant::now(), Arc::new(cached)));
     }
 
     fn forget(&self, client_id: &str) {
