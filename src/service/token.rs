@@ -339,27 +339,25 @@ pub async fn redeem_code(
             .saturating_add(state.settings.oauth.refresh_token_absolute_secs as i64),
         scope: grant.scope.clone(),
     });
-    let (response, rows) = mint(state, client, &grant, refresh);
-    // As for refresh tokens: the tokens are written before the code is
-    // marked used, so a replay that finds it used (RFC 6749 §4.1.2)
-    // revokes them by the code's hash; marking first left a window in
-    // which the replay's revocation ran before they existed.
-    state.appender.add(rows).await?;
-    if !authorization_codes::redeem(&state.db, &code_hash, now).await? {
-        // Lost a race with another redemption of the same code: what both
-        // bought, this request's tokens included, is revoked.
-        revoke_code(state, &code_hash).await?;
-        return invalid_grant("the code was already used");
-    }
-    audit_event(
+    let (response, mut rows) = mint(state, client, &grant, refresh);
+    rows.push(audit_row(
         state,
         "token.issued",
         "success",
         Some(&user.id),
         &client.client_id,
         Some("authorization_code"),
-    )
-    .await?;
+    ));
+    // The code is marked used in the transaction that writes the tokens
+    // (`append::Claim`), so whoever finds it used (a replay, RFC 6749
+    // §4.1.2) finds the tokens too, and revokes them by the code's hash.
+    let redemption = authorization_codes::redemption(&code_hash, now);
+    if !state.appender.add_claimed(redemption, rows).await? {
+        // Lost a race with another redemption of the same code: nothing of
+        // this request was written; what the other one bought is revoked.
+        revoke_code(state, &code_hash).await?;
+        return invalid_grant("the code was already used");
+    }
     Ok(Ok(response))
 }
 
@@ -448,28 +446,31 @@ pub async fn refresh(
             family_expires_at: row.family_expires_at,
             scope: granted,
         });
-    let (response, rows) = mint(state, client, &grant, plan);
-    // The new tokens are committed *before* the presented one is retired.
-    // Whoever then finds it retired (a concurrent or later use: reuse,
-    // RFC 9700 §4.14.2) revokes the family after the new tokens exist, so
-    // they go with it. Retiring first left a window in which the family
-    // was revoked before the new tokens were written, and they survived.
-    state.appender.add(rows).await?;
-    if !refresh_tokens::rotate(&state.db, &hash, now).await? {
-        // Another request used it first: that is reuse too; the tokens
-        // just written belong to the family and are revoked with it.
-        let row = refresh_tokens::find(&state.db, &hash).await?.unwrap_or(row);
-        return reuse_detected(state, client, &row).await;
-    }
-    audit_event(
+    let (response, mut rows) = mint(state, client, &grant, plan);
+    rows.push(audit_row(
         state,
         "token.refreshed",
         "success",
         Some(&user.id),
         &client.client_id,
         None,
-    )
-    .await?;
+    ));
+    // The presented token is retired in the transaction that writes the
+    // new ones (`append::Claim`). Whoever then finds it retired (a
+    // concurrent or later use: reuse, RFC 9700 §4.14.2) revokes the family
+    // with the new tokens in it; there is no moment at which one exists
+    // without the other.
+    if !state
+        .appender
+        .add_claimed(refresh_tokens::rotation(&hash, now), rows)
+        .await?
+    {
+        // Another request used it first: that is reuse too. Nothing of this
+        // request was written; the family, the winner's tokens included,
+        // is revoked.
+        let row = refresh_tokens::find(&state.db, &hash).await?.unwrap_or(row);
+        return reuse_detected(state, client, &row).await;
+    }
     Ok(Ok(response))
 }
 

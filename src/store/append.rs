@@ -14,7 +14,13 @@
 //! answered before its row exists (introspection and revocation find it at
 //! once). A batch that fails is retried row by row, so each caller gets the
 //! answer for its own row and one bad row never fails the others.
+//!
+//! A job may also carry a [`Claim`]: the one-time use its rows stand on (a
+//! refresh token rotated, a code redeemed). The claim and the rows commit in
+//! the same transaction, or neither does, so a use never exists without
+//! what it bought, nor new tokens without the use that bought them.
 
+use sea_orm::sea_query::UpdateStatement;
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryTrait, Statement,
     TransactionTrait,
@@ -37,10 +43,18 @@ pub enum Row {
     Audit(audit_events::ActiveModel),
 }
 
-/// Rows that commit together, and who waits for them.
+/// A one-time use: an `UPDATE` that changes one row only while it is still
+/// usable (a refresh token unused and unexpired, say). Of two jobs claiming
+/// the same row, on any node, exactly one finds it.
+#[derive(Clone)]
+pub struct Claim(pub UpdateStatement);
+
+/// Rows that commit together, and who waits for them. `Ok(false)`: the
+/// job's claim found nothing to claim, and none of its rows were written.
 struct Job {
+    claim: Option<Claim>,
     rows: Vec<Row>,
-    done: oneshot::Sender<Result<(), DbErr>>,
+    done: oneshot::Sender<Result<bool, DbErr>>,
 }
 
 /// The handle requests write through; cheap to clone. The writer task ends
@@ -64,9 +78,20 @@ impl Appender {
         if rows.is_empty() {
             return Ok(());
         }
+        self.send(None, rows).await.map(|_| ())
+    }
+
+    /// Makes `claim` and adds `rows` in one transaction. `Ok(true)` once
+    /// both are committed; `Ok(false)` if the claim found nothing to claim
+    /// (used, revoked or expired meanwhile): then nothing was written.
+    pub async fn add_claimed(&self, claim: Claim, rows: Vec<Row>) -> Result<bool, DbErr> {
+        self.send(Some(claim), rows).await
+    }
+
+    async fn send(&self, claim: Option<Claim>, rows: Vec<Row>) -> Result<bool, DbErr> {
         let (done, committed) = oneshot::channel();
         self.tx
-            .send(Job { rows, done })
+            .send(Job { claim, rows, done })
             .await
             .map_err(|_| DbErr::Custom("the database writer has stopped".into()))?;
         committed
@@ -78,11 +103,11 @@ impl Appender {
 async fn run(db: DatabaseConnection, mut rx: mpsc::Receiver<Job>) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
-        let rows: Vec<&Row> = jobs.iter().flat_map(|j| &j.rows).collect();
-        match write(&db, &rows).await {
-            Ok(()) => {
-                for job in jobs.drain(..) {
-                    let _ = job.done.send(Ok(()));
+        let batch: Vec<&Job> = jobs.iter().collect();
+        match write(&db, &batch).await {
+            Ok(held) => {
+                for (job, held) in jobs.drain(..).zip(held) {
+                    let _ = job.done.send(Ok(held));
                 }
             }
             Err(e) if jobs.len() == 1 => {
@@ -93,8 +118,7 @@ async fn run(db: DatabaseConnection, mut rx: mpsc::Receiver<Job>) {
             Err(_) => {
                 // Caller by caller: each learns about its own rows only.
                 for job in jobs.drain(..) {
-                    let rows: Vec<&Row> = job.rows.iter().collect();
-                    let result = write(&db, &rows).await;
+                    let result = write(&db, &[&job]).await.map(|held| held[0]);
                     let _ = job.done.send(result);
                 }
             }
@@ -102,9 +126,96 @@ async fn run(db: DatabaseConnection, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
+/// Writes the jobs atomically: their claims, then the rows of the jobs
+/// whose claim held (and of those without one), one multi-row `INSERT` per
+/// table, in one transaction. Returns, job by job, whether its claim held.
+async fn write(db: &DatabaseConnection, jobs: &[&Job]) -> Result<Vec<bool>, DbErr> {
+    let backend = db.get_database_backend();
+    // `RETURNING <job index>`: which claims found their row (on SQLite they
+    // all run in one request, and two jobs may claim the same row).
+    let claims: Vec<(usize, Statement)> = jobs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, job)| {
+            let claim = job.claim.as_ref()?;
+            let mut statement = backend.build(&claim.0);
+            statement.sql.push_str(&format!(" RETURNING {i}"));
+            Some((i, statement))
+        })
+        .collect();
+    if claims.is_empty() {
+        let rows: Vec<&Row> = jobs.iter().flat_map(|j| &j.rows).collect();
+        write_rows(db, &rows).await?;
+        return Ok(vec![true; jobs.len()]);
+    }
+    if backend == DbBackend::Sqlite {
+        return sqlite_claim_and_write(db, jobs, claims).await;
+    }
+    let txn = db.begin().await?;
+    let result = async {
+        let mut held = vec![true; jobs.len()];
+        for (i, claim) in claims {
+            held[i] = txn.query_one_raw(claim).await?.is_some();
+        }
+        for statement in inserts(backend, &held_rows(jobs, &held)) {
+            txn.execute_raw(statement).await?;
+        }
+        Ok(held)
+    }
+    .await;
+    match result {
+        Ok(held) => txn.commit().await.map(|()| held),
+        Err(e) => {
+            // The error is the answer; a failed rollback only loses the
+            // connection, which the pool replaces.
+            let _ = txn.rollback().await;
+            Err(e)
+        }
+    }
+}
+
+/// The rows of the jobs that are to be written.
+fn held_rows<'a>(jobs: &[&'a Job], held: &[bool]) -> Vec<&'a Row> {
+    jobs.iter()
+        .zip(held)
+        .filter(|(_, held)| **held)
+        .flat_map(|(job, _)| &job.rows)
+        .collect()
+}
+
+/// SQLite, jobs with claims: two requests to the connection's worker
+/// thread. The first opens the transaction and makes every claim; the
+/// second adds the rows of the jobs whose claim held, and commits.
+async fn sqlite_claim_and_write(
+    db: &DatabaseConnection,
+    jobs: &[&Job],
+    claims: Vec<(usize, Statement)>,
+) -> Result<Vec<bool>, DbErr> {
+    let claims = joined("BEGIN IMMEDIATE;", claims.into_iter().map(|(_, s)| s), "");
+    let result = async {
+        let mut held: Vec<bool> = jobs.iter().map(|job| job.claim.is_none()).collect();
+        for row in db.query_all_raw(claims).await? {
+            let i: i64 = row.try_get_by_index(0)?;
+            if let Some(slot) = usize::try_from(i).ok().and_then(|i| held.get_mut(i)) {
+                *slot = true;
+            }
+        }
+        let rows = held_rows(jobs, &held);
+        let statements = inserts(DbBackend::Sqlite, &rows);
+        db.execute_raw(joined("", statements, "COMMIT;")).await?;
+        Ok(held)
+    }
+    .await;
+    if result.is_err() {
+        // After an error the transaction may still be open.
+        let _ = db.execute_unprepared("ROLLBACK").await;
+    }
+    result
+}
+
 /// Writes `rows` atomically: one multi-row `INSERT` per table, in one
 /// transaction when there is more than one.
-async fn write(db: &DatabaseConnection, rows: &[&Row]) -> Result<(), DbErr> {
+async fn write_rows(db: &DatabaseConnection, rows: &[&Row]) -> Result<(), DbErr> {
     let backend = db.get_database_backend();
     let mut statements = inserts(backend, rows);
     match statements.len() {
@@ -116,8 +227,6 @@ async fn write(db: &DatabaseConnection, rows: &[&Row]) -> Result<(), DbErr> {
             let txn = db.begin().await?;
             for statement in statements {
                 if let Err(e) = txn.execute_raw(statement).await {
-                    // The error is the answer; a failed rollback only loses
-                    // the connection, which the pool replaces.
                     let _ = txn.rollback().await;
                     return Err(e);
                 }
@@ -161,17 +270,7 @@ async fn sqlite_in_one_round_trip(
     db: &DatabaseConnection,
     statements: Vec<Statement>,
 ) -> Result<(), DbErr> {
-    let mut sql = String::from("BEGIN IMMEDIATE;");
-    let mut values = Vec::new();
-    for statement in statements {
-        sql.push_str(&statement.sql);
-        sql.push(';');
-        if let Some(v) = statement.values {
-            values.extend(v.0);
-        }
-    }
-    sql.push_str("COMMIT;");
-    let batch = Statement::from_sql_and_values(DbBackend::Sqlite, sql, values);
+    let batch = joined("BEGIN IMMEDIATE;", statements, "COMMIT;");
     match db.execute_raw(batch).await {
         Ok(_) => Ok(()),
         Err(e) => {
@@ -181,4 +280,19 @@ async fn sqlite_in_one_round_trip(
             Err(e)
         }
     }
+}
+
+/// SQLite statements as one string, `?` parameters in order.
+fn joined(head: &str, statements: impl IntoIterator<Item = Statement>, tail: &str) -> Statement {
+    let mut sql = String::from(head);
+    let mut values = Vec::new();
+    for statement in statements {
+        sql.push_str(&statement.sql);
+        sql.push(';');
+        if let Some(v) = statement.values {
+            values.extend(v.0);
+        }
+    }
+    sql.push_str(tail);
+    Statement::from_sql_and_values(DbBackend::Sqlite, sql, values)
 }

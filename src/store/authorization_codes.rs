@@ -1,7 +1,9 @@
 //! Queries on `authorization_codes`: stored hashed, redeemed once.
 
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryTrait, Set};
+
+use super::append::Claim;
 
 use super::entities::authorization_codes::{self, Entity as Codes, Model as Code};
 
@@ -35,19 +37,16 @@ pub async fn find(
     Codes::find_by_id(code_hash.to_owned()).one(db).await
 }
 
-/// Redeems a code: one conditional UPDATE (unused and unexpired), so of two
-/// concurrent redemptions on any nodes exactly one succeeds.
-pub async fn redeem(
-    db: &DatabaseConnection,
-    code_hash: &str,
-    now: i64,
-) -> Result<bool, sea_orm::DbErr> {
-    let result = Codes::update_many()
-        .col_expr(authorization_codes::Column::UsedAt, Expr::value(now))
-        .filter(authorization_codes::Column::CodeHash.eq(code_hash))
-        .filter(authorization_codes::Column::UsedAt.is_null())
-        .filter(authorization_codes::Column::ExpiresAt.gt(now))
-        .exec(db)
-        .await?;
-    Ok(result.rows_affected == 1)
+/// Redeems a code, committed with the tokens it buys (`append`): one
+/// conditional UPDATE (unused and unexpired), so of two concurrent
+/// redemptions on any nodes exactly one succeeds.
+pub fn redemption(code_hash: &str, now: i64) -> Claim {
+    Claim(
+        Codes::update_many()
+            .col_expr(authorization_codes::Column::UsedAt, Expr::value(now))
+            .filter(authorization_codes::Column::CodeHash.eq(code_hash))
+            .filter(authorization_codes::Column::UsedAt.is_null())
+            .filter(authorization_codes::Column::ExpiresAt.gt(now))
+            .into_query(),
+    )
 }

@@ -2,9 +2,9 @@
 //! in families so that a reused token can take its whole grant down.
 
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryTrait, Set};
 
-use super::append::Row;
+use super::append::{Claim, Row};
 use super::entities::access_tokens::{self, Entity as AccessTokens};
 use super::entities::consents::{Entity as Consents, Model as Consent};
 use super::entities::refresh_tokens::{self, Entity as RefreshTokens, Model as RefreshToken};
@@ -53,23 +53,20 @@ pub async fn find_with_grant(
         .await
 }
 
-/// Marks a token used: one conditional UPDATE that succeeds only for a live,
-/// unused token, so of two concurrent uses exactly one wins.
-pub async fn rotate(
-    db: &DatabaseConnection,
-    token_hash: &str,
-    now: i64,
-) -> Result<bool, sea_orm::DbErr> {
-    let result = RefreshTokens::update_many()
-        .col_expr(refresh_tokens::Column::UsedAt, Expr::value(now))
-        .filter(refresh_tokens::Column::TokenHash.eq(token_hash))
-        .filter(refresh_tokens::Column::UsedAt.is_null())
-        .filter(refresh_tokens::Column::RevokedAt.is_null())
-        .filter(refresh_tokens::Column::IdleExpiresAt.gt(now))
-        .filter(refresh_tokens::Column::FamilyExpiresAt.gt(now))
-        .exec(db)
-        .await?;
-    Ok(result.rows_affected == 1)
+/// Marks a token used, committed with the tokens it buys (`append`): one
+/// conditional UPDATE that succeeds only for a live, unused token, so of two
+/// concurrent uses exactly one wins.
+pub fn rotation(token_hash: &str, now: i64) -> Claim {
+    Claim(
+        RefreshTokens::update_many()
+            .col_expr(refresh_tokens::Column::UsedAt, Expr::value(now))
+            .filter(refresh_tokens::Column::TokenHash.eq(token_hash))
+            .filter(refresh_tokens::Column::UsedAt.is_null())
+            .filter(refresh_tokens::Column::RevokedAt.is_null())
+            .filter(refresh_tokens::Column::IdleExpiresAt.gt(now))
+            .filter(refresh_tokens::Column::FamilyExpiresAt.gt(now))
+            .into_query(),
+    )
 }
 
 /// Revokes every refresh token of a family and the access tokens bought with them.

@@ -1,17 +1,19 @@
 //! The group-commit writer (`store::append`) on a real database: rows of
 //! many callers in one transaction, and a bad row that fails only its own
-//! caller.
+//! caller; a claim (one-time use) that commits with its rows or not at all.
 
-use sea_orm::{EntityTrait, PaginatorTrait, Set};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryTrait, Set};
 use stepgate::store;
-use stepgate::store::append::{Appender, Row};
-use stepgate::store::entities::{access_tokens, audit_events};
+use stepgate::store::append::{Appender, Claim, Row};
+use stepgate::store::entities::{access_tokens, audit_events, clients};
 use tokio::task::JoinSet;
 
-use crate::helpers::{Backend, TempDir, test_settings};
+use crate::helpers::{Backend, TempDir, TestDatabase, test_settings};
 use crate::on_both_backends;
 
 on_both_backends!(every_caller_gets_the_answer_for_its_own_row);
+on_both_backends!(a_claim_commits_with_its_rows_or_not_at_all);
 
 fn token(jti: String, client_id: &str) -> Row {
     Row::AccessToken(access_tokens::ActiveModel {
@@ -37,8 +39,12 @@ fn event(n: usize) -> Row {
     })
 }
 
-async fn every_caller_gets_the_answer_for_its_own_row(backend: Backend) {
-    let dir = TempDir::new();
+/// A migrated database holding one client, `svc` ("Service"); it lives as
+/// long as the returned `TestDatabase`.
+async fn database_with_client(
+    backend: Backend,
+    dir: &TempDir,
+) -> (TestDatabase, sea_orm::DatabaseConnection) {
     let database = backend.create_database(dir.path()).await;
     let db = store::connect(&test_settings(dir.path(), &database))
         .await
@@ -63,6 +69,12 @@ async fn every_caller_gets_the_answer_for_its_own_row(backend: Backend) {
     )
     .await
     .unwrap();
+    (database, db)
+}
+
+async fn every_caller_gets_the_answer_for_its_own_row(backend: Backend) {
+    let dir = TempDir::new();
+    let (_database, db) = database_with_client(backend, &dir).await;
 
     let appender = Appender::start(db.clone());
     let mut callers = JoinSet::new();
@@ -109,4 +121,102 @@ async fn every_caller_gets_the_answer_for_its_own_row(backend: Backend) {
         .await
         .expect("a good row after bad ones");
     assert_eq!(access_tokens::Entity::find().count(&db).await.unwrap(), 29);
+}
+
+/// A claim on the client's name: it holds only while the name is still
+/// "Service", like a refresh token that is still unused.
+fn claim_service(by: usize) -> Claim {
+    Claim(
+        clients::Entity::update_many()
+            .col_expr(
+                clients::Column::Name,
+                Expr::value(format!("claimed by {by}")),
+            )
+            .filter(clients::Column::ClientId.eq("svc"))
+            .filter(clients::Column::Name.eq("Service"))
+            .into_query(),
+    )
+}
+
+async fn client_name(db: &sea_orm::DatabaseConnection) -> String {
+    clients::Entity::find_by_id("svc")
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap()
+        .name
+}
+
+async fn a_claim_commits_with_its_rows_or_not_at_all(backend: Backend) {
+    let dir = TempDir::new();
+    let (_database, db) = database_with_client(backend, &dir).await;
+    let appender = Appender::start(db.clone());
+
+    // A claim whose rows are refused (a token of a client that does not
+    // exist) is undone with them: the name is still there to claim.
+    let refused = appender
+        .add_claimed(
+            claim_service(99),
+            vec![token("jti-99".to_owned(), "no-such-client"), event(99)],
+        )
+        .await;
+    assert!(refused.is_err(), "the foreign key refuses the token");
+    assert_eq!(
+        client_name(&db).await,
+        "Service",
+        "the claim was rolled back"
+    );
+    assert_eq!(audit_events::Entity::find().count(&db).await.unwrap(), 0);
+
+    // Thirty callers claim the same row, among plain adds: exactly one
+    // claim holds, and only its rows (and the plain ones) are written.
+    let mut callers = JoinSet::new();
+    for n in 0..40 {
+        let appender = appender.clone();
+        callers.spawn(async move {
+            let rows = vec![token(format!("jti-{n}"), "svc"), event(n)];
+            let held = if n % 4 == 3 {
+                appender.add(rows).await.map(|()| None)
+            } else {
+                appender.add_claimed(claim_service(n), rows).await.map(Some)
+            };
+            (n, held.expect("no caller fails"))
+        });
+    }
+    let mut winners = Vec::new();
+    let mut losers = 0;
+    while let Some(joined) = callers.join_next().await {
+        match joined.unwrap() {
+            (n, Some(true)) => winners.push(n),
+            (_, Some(false)) => losers += 1,
+            (_, None) => {}
+        }
+    }
+    assert_eq!(winners.len(), 1, "one claim holds: {winners:?}");
+    assert_eq!(losers, 29);
+    let winner = winners[0];
+    assert_eq!(client_name(&db).await, format!("claimed by {winner}"));
+    let mut written: Vec<String> = access_tokens::Entity::find()
+        .all(&db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.jti)
+        .collect();
+    written.sort();
+    let mut expected: Vec<String> = (0..40)
+        .filter(|n| n % 4 == 3 || *n == winner)
+        .map(|n| format!("jti-{n}"))
+        .collect();
+    expected.sort();
+    assert_eq!(written, expected, "the losers wrote nothing");
+    assert_eq!(audit_events::Entity::find().count(&db).await.unwrap(), 11);
+
+    // Claimed once, the row cannot be claimed again.
+    let again = appender
+        .add_claimed(claim_service(100), vec![event(100)])
+        .await
+        .unwrap();
+    assert!(!again);
+    assert_eq!(audit_events::Entity::find().count(&db).await.unwrap(), 11);
 }
