@@ -14,6 +14,7 @@ use crate::protocol::discovery::ProviderMetadata;
 use crate::service::clients::ClientCache;
 use crate::service::password::Hasher;
 use crate::store::append::Appender;
+use crate::store::local_read::LocalReader;
 
 /// Cloned for every request (axum hands each handler and middleware its
 /// own copy): one reference count, whatever the state holds.
@@ -34,6 +35,8 @@ pub struct Shared {
     pub client_cache: ClientCache,
     /// Writes access-token rows and audit events in group commits.
     pub appender: Appender,
+    /// SQLite reads on the request thread (`None` on PostgreSQL).
+    pub local_reader: Option<LocalReader>,
     pub keys: KeyStore,
     pub settings: Settings,
     pub clock: Arc<dyn Clock>,
@@ -72,6 +75,7 @@ impl AppState {
                 settings.oauth.client_cache_secs,
             )),
             appender: Appender::start(db.clone()),
+            local_reader: LocalReader::for_pool(&db),
             db,
             keys,
             settings,

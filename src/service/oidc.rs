@@ -416,7 +416,13 @@ pub async fn userinfo(
             )));
         }
     };
-    let Some((_, user)) = access_tokens::find_live_with_user(&state.db, &claims.jti, now).await?
+    let Some((_, user)) = access_tokens::find_live_with_user(
+        &state.db,
+        state.local_reader.as_ref(),
+        &claims.jti,
+        now,
+    )
+    .await?
     else {
         return Ok(Err(BearerError::InvalidToken(
             "the access token was revoked or has expired",

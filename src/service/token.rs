@@ -671,8 +671,13 @@ pub async fn introspect(state: &AppState, token: &str) -> Result<Value, AccountE
         now,
         |kid| public_key(state, kid),
     ) {
-        let Some((row, user)) =
-            access_tokens::find_live_with_user(&state.db, &claims.jti, now).await?
+        let Some((row, user)) = access_tokens::find_live_with_user(
+            &state.db,
+            state.local_reader.as_ref(),
+            &claims.jti,
+            now,
+        )
+        .await?
         else {
             return Ok(inactive);
         };

@@ -5,8 +5,9 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 
 use super::append::Row;
-use super::entities::access_tokens::{self, Entity as AccessTokens, Model as AccessToken};
-use super::entities::users::{Entity as Users, Model as User};
+use super::entities::access_tokens::{self, Entity as AccessTokens};
+use super::entities::users::Entity as Users;
+use super::local_read::{LocalReader, TokenWithUser};
 
 pub struct NewAccessToken<'a> {
     pub jti: &'a str,
@@ -36,12 +37,18 @@ pub fn row(new: NewAccessToken<'_>) -> Row {
 }
 
 /// The token's row if it is live, with its user (if it has one and the user
-/// still exists): one query, for introspection and userinfo.
+/// still exists): one query, for introspection and userinfo. Read on the
+/// calling thread where `local` can (SQLite: `store::local_read`), else
+/// through the pool.
 pub async fn find_live_with_user(
     db: &DatabaseConnection,
+    local: Option<&LocalReader>,
     jti: &str,
     now: i64,
-) -> Result<Option<(AccessToken, Option<User>)>, sea_orm::DbErr> {
+) -> Result<Option<TokenWithUser>, sea_orm::DbErr> {
+    if let Some(answer) = local.and_then(|reader| reader.live_token_with_user(jti, now)) {
+        return answer;
+    }
     AccessTokens::find_by_id(jti.to_owned())
         .filter(access_tokens::Column::RevokedAt.is_null())
         .filter(access_tokens::Column::ExpiresAt.gt(now))

@@ -11,6 +11,7 @@ pub mod consents;
 pub mod email_tokens;
 pub mod entities;
 pub mod interactions;
+pub mod local_read;
 pub mod login_throttle;
 pub mod recovery_codes;
 pub mod refresh_tokens;

@@ -13,6 +13,7 @@ mod discovery;
 mod email;
 mod health;
 mod keys;
+mod local_read;
 mod logout;
 mod oidc;
 mod oidc_rules;

@@ -15,7 +15,7 @@ use crate::on_both_backends;
 on_both_backends!(every_caller_gets_the_answer_for_its_own_row);
 on_both_backends!(a_claim_commits_with_its_rows_or_not_at_all);
 
-fn token(jti: String, client_id: &str) -> Row {
+pub(crate) fn token(jti: String, client_id: &str) -> Row {
     Row::AccessToken(access_tokens::ActiveModel {
         jti: Set(jti),
         client_id: Set(client_id.to_owned()),
@@ -41,7 +41,7 @@ fn event(n: usize) -> Row {
 
 /// A migrated database holding one client, `svc` ("Service"); it lives as
 /// long as the returned `TestDatabase`.
-async fn database_with_client(
+pub(crate) async fn database_with_client(
     backend: Backend,
     dir: &TempDir,
 ) -> (TestDatabase, sea_orm::DatabaseConnection) {

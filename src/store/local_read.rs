@@ -1,0 +1,173 @@
+//! SQLite reads made on the request's own thread, for the lookups every
+//! bearer request makes (`/introspect`, `/userinfo`).
+//!
+//! sqlx runs each SQLite connection on a worker thread of its own: a query
+//! is a message to that thread and a wake-up back, two context switches and
+//! a futex each way, which cost more than the indexed read itself (a
+//! third of a `/userinfo` request on the profile in docs/performance.md).
+//! Here the same database file is read through `rusqlite` (the SQLite that
+//! sqlx bundles, same library) on the calling thread: a point read of a few
+//! pages in WAL mode, which never waits for a writer.
+//!
+//! The answer is the database's, as on the pool: every read is its own
+//! transaction and sees every commit made before it, by this process or
+//! another (the CLI). The connections are read-only: nothing is written
+//! here. A read that would have to wait (`SQLITE_BUSY`, such as while
+//! another process recovers the WAL) does not wait on the request thread:
+//! it returns `None` and the caller reads through the pool, which waits up
+//! to `database.sqlite_busy_timeout_ms` on its own thread.
+//! PostgreSQL needs none of this: there is no reader.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Row};
+use sea_orm::sqlx::ConnectOptions as _;
+use sea_orm::{DatabaseConnection, DbBackend, DbErr};
+
+use super::entities::access_tokens::Model as AccessToken;
+use super::entities::users::Model as User;
+
+/// Connections kept for reuse; more are opened when more threads read at
+/// once (at most one per runtime thread), and dropped when given back
+/// beyond this.
+const KEEP: usize = 16;
+
+/// A live access token's row and its user (if it has one that exists).
+pub type TokenWithUser = (AccessToken, Option<User>);
+
+pub struct LocalReader {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl LocalReader {
+    /// A reader of the file behind `db`'s pool; `None` for PostgreSQL and
+    /// for an in-memory SQLite database (other connections cannot see it).
+    pub fn for_pool(db: &DatabaseConnection) -> Option<Self> {
+        if db.get_database_backend() != DbBackend::Sqlite {
+            return None;
+        }
+        let options = db.get_sqlite_connection_pool().connect_options();
+        let in_memory = options
+            .to_url_lossy()
+            .query_pairs()
+            .any(|(k, v)| k == "mode" && v == "memory");
+        if in_memory {
+            return None;
+        }
+        Some(Self {
+            path: options.get_filename().to_owned(),
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// `access_tokens::find_live_with_user`, read here: the token's row if
+    /// it is live, with its user if it has one that still exists. `None`:
+    /// not answered here (the database is busy); ask the pool.
+    pub fn live_token_with_user(
+        &self,
+        jti: &str,
+        now: i64,
+    ) -> Option<Result<Option<TokenWithUser>, DbErr>> {
+        self.read(|conn| {
+            conn.prepare_cached(LIVE_TOKEN_WITH_USER)?
+                .query_row((jti, now), token_and_user)
+                .optional()
+        })
+    }
+
+    fn read<T>(
+        &self,
+        query: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Option<Result<T, DbErr>> {
+        let conn = match self.take() {
+            Ok(conn) => conn,
+            Err(e) => return answer(Err(e)),
+        };
+        let result = query(&conn);
+        // A connection whose read failed is dropped, not reused.
+        if result.is_ok() {
+            self.give_back(conn);
+        }
+        answer(result)
+    }
+
+    fn take(&self) -> rusqlite::Result<Connection> {
+        let reused = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match reused {
+            Some(conn) => Ok(conn),
+            None => {
+                // Read-only: this path can never write.
+                let conn = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                // rusqlite opens with a 5 s busy timeout; a read that would
+                // wait goes to the pool instead (module comment).
+                conn.busy_timeout(std::time::Duration::ZERO)?;
+                Ok(conn)
+            }
+        }
+    }
+
+    fn give_back(&self, conn: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < KEEP {
+            idle.push(conn);
+        }
+    }
+}
+
+/// `None` for "busy: ask the pool", else the answer in the store's error type.
+fn answer<T>(result: rusqlite::Result<T>) -> Option<Result<T, DbErr>> {
+    match result {
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if matches!(e.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) =>
+        {
+            None
+        }
+        Err(e) => Some(Err(DbErr::Custom(format!("SQLite read: {e}")))),
+        Ok(value) => Some(Ok(value)),
+    }
+}
+
+/// The query `access_tokens::find_live_with_user` builds with sea-orm, by
+/// hand: the columns in the entities' field order (a field added to either
+/// entity fails to compile in `token_and_user` until it is read here).
+const LIVE_TOKEN_WITH_USER: &str = "\
+SELECT t.jti, t.client_id, t.user_id, t.scope, t.code_hash, t.issued_at, t.expires_at, \
+       t.revoked_at, t.family_id, \
+       u.id, u.email, u.email_normalized, u.name, u.password_hash, u.email_verified, \
+       u.disabled, u.created_at, u.updated_at \
+FROM access_tokens t LEFT JOIN users u ON u.id = t.user_id \
+WHERE t.jti = ?1 AND t.revoked_at IS NULL AND t.expires_at > ?2";
+
+fn token_and_user(row: &Row<'_>) -> rusqlite::Result<TokenWithUser> {
+    let token = AccessToken {
+        jti: row.get(0)?,
+        client_id: row.get(1)?,
+        user_id: row.get(2)?,
+        scope: row.get(3)?,
+        code_hash: row.get(4)?,
+        issued_at: row.get(5)?,
+        expires_at: row.get(6)?,
+        revoked_at: row.get(7)?,
+        family_id: row.get(8)?,
+    };
+    let user = match row.get::<_, Option<String>>(9)? {
+        None => None,
+        Some(id) => Some(User {
+            id,
+            email: row.get(10)?,
+            email_normalized: row.get(11)?,
+            name: row.get(12)?,
+            password_hash: row.get(13)?,
+            email_verified: row.get(14)?,
+            disabled: row.get(15)?,
+            created_at: row.get(16)?,
+            updated_at: row.get(17)?,
+        }),
+    };
+    Ok((token, user))
+}

@@ -1,0 +1,125 @@
+//! `store::local_read`: SQLite reads on the request thread answer exactly
+//! what the pool answers, and step aside when the database is busy.
+
+use sea_orm::DatabaseConnection;
+use sea_orm::Set;
+use stepgate::store::access_tokens;
+use stepgate::store::append::{Appender, Row};
+use stepgate::store::entities::access_tokens::ActiveModel;
+use stepgate::store::local_read::LocalReader;
+use stepgate::store::users;
+
+use crate::helpers::{Backend, TempDir};
+use crate::on_both_backends;
+use crate::store_append::database_with_client;
+
+on_both_backends!(the_reader_answers_what_the_pool_answers);
+
+const NOW: i64 = 1_800_000_100;
+
+fn token(jti: &str, user_id: Option<&str>, expires_at: i64, revoked_at: Option<i64>) -> Row {
+    let Row::AccessToken(mut model) = crate::store_append::token(jti.to_owned(), "svc") else {
+        unreachable!("an access token row")
+    };
+    let model: &mut ActiveModel = &mut model;
+    model.user_id = Set(user_id.map(str::to_owned));
+    model.expires_at = Set(expires_at);
+    model.revoked_at = Set(revoked_at);
+    Row::AccessToken(model.clone())
+}
+
+async fn new_user(db: &DatabaseConnection, email: &str) -> String {
+    let new = users::NewUser {
+        email,
+        name: "Ada",
+        password_hash: "not-a-hash",
+        email_verified: true,
+    };
+    users::create(db, new, NOW).await.unwrap().id
+}
+
+async fn the_reader_answers_what_the_pool_answers(backend: Backend) {
+    let dir = TempDir::new();
+    let (_database, db) = database_with_client(backend.clone(), &dir).await;
+    let reader = LocalReader::for_pool(&db);
+    if let Backend::Postgres { .. } = backend {
+        assert!(reader.is_none(), "PostgreSQL has no local reader");
+        return;
+    }
+    let reader = reader.expect("SQLite on a file has a local reader");
+
+    let ada = new_user(&db, "ada@example.com").await;
+    let bob = new_user(&db, "bob@example.com").await;
+    users::set_disabled(&db, &bob, true, NOW).await.unwrap();
+    let appender = Appender::start(db.clone());
+    appender
+        .add(vec![
+            token("live-user", Some(&ada), NOW + 600, None),
+            token("live-client", None, NOW + 600, None),
+            token("disabled-user", Some(&bob), NOW + 600, None),
+            token("revoked", Some(&ada), NOW + 600, Some(NOW - 1)),
+            token("expired", Some(&ada), NOW, None),
+        ])
+        .await
+        .unwrap();
+
+    for jti in [
+        "live-user",
+        "live-client",
+        "disabled-user",
+        "revoked",
+        "expired",
+        "unknown",
+    ] {
+        let pool = access_tokens::find_live_with_user(&db, None, jti, NOW)
+            .await
+            .unwrap();
+        let local = reader
+            .live_token_with_user(jti, NOW)
+            .expect("not busy")
+            .unwrap();
+        assert_eq!(local, pool, "{jti}");
+        let live = matches!(jti, "live-user" | "live-client" | "disabled-user");
+        assert_eq!(local.is_some(), live, "{jti}");
+    }
+    let (row, user) = reader
+        .live_token_with_user("live-user", NOW)
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.user_id.as_deref(), Some(ada.as_str()));
+    assert_eq!(user.map(|u| u.email), Some("ada@example.com".to_owned()));
+    let (_, bob_row) = reader
+        .live_token_with_user("disabled-user", NOW)
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(bob_row.is_some_and(|u| u.disabled));
+
+    // A revocation committed through the pool is seen at once.
+    access_tokens::revoke(&db, "live-client", "svc", NOW)
+        .await
+        .unwrap();
+    let after = reader.live_token_with_user("live-client", NOW).unwrap();
+    assert_eq!(after.unwrap(), None);
+}
+
+/// Another process holding the database file exclusively: the reader does
+/// not wait on the request thread, it says "ask the pool" (`None`). (An
+/// exclusive lock can only be taken while no other connection is open:
+/// the pool is closed first.)
+#[tokio::test]
+async fn a_busy_database_sends_the_read_to_the_pool() {
+    let dir = TempDir::new();
+    let (_database, db) = database_with_client(Backend::Sqlite, &dir).await;
+    db.clone().close().await.unwrap();
+    let reader = LocalReader::for_pool(&db).unwrap();
+    let holder = rusqlite::Connection::open(dir.path().join("stepgate.db")).unwrap();
+    holder
+        .execute_batch("PRAGMA locking_mode=EXCLUSIVE; BEGIN EXCLUSIVE;")
+        .unwrap();
+    assert!(reader.live_token_with_user("any", NOW).is_none());
+    drop(holder);
+    let again = reader.live_token_with_user("any", NOW);
+    assert!(matches!(again, Some(Ok(None))), "answers once released");
+}
