@@ -213,7 +213,9 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
-    telemetry::init(&settings.log);
+    // The server buffers its log lines; the CLI's go out at once.
+    let serving = matches!(cli.command, None | Some(Command::Serve));
+    telemetry::init(&settings.log, serving);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -222,6 +224,7 @@ fn main() -> ExitCode {
         Err(e) => return fail(&e),
     };
     let result = runtime.block_on(run(cli.command.unwrap_or(Command::Serve), settings));
+    telemetry::flush();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
