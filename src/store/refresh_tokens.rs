@@ -70,17 +70,33 @@ pub fn rotation(token_hash: &str, now: i64) -> Claim {
 }
 
 /// Revokes every refresh token of a family and the access tokens bought with them.
+///
+/// The refresh tokens are revoked until a pass finds none left. On
+/// PostgreSQL (READ COMMITTED) an `UPDATE` that waited for a concurrent
+/// rotation's lock on the token it retired does not see the token that
+/// rotation inserted (the row was not in its snapshot); the next pass,
+/// with a fresh snapshot, does. Once every refresh token is revoked no
+/// rotation can succeed, and every one that claimed a token before has
+/// committed (the passes waited for its lock): the access-token `UPDATE`
+/// after them finds all they bought. On SQLite (one writer at a time) the
+/// second pass finds nothing.
 pub async fn revoke_family(
     db: &DatabaseConnection,
     family_id: &str,
     now: i64,
 ) -> Result<(), sea_orm::DbErr> {
-    RefreshTokens::update_many()
-        .col_expr(refresh_tokens::Column::RevokedAt, Expr::value(now))
-        .filter(refresh_tokens::Column::FamilyId.eq(family_id))
-        .filter(refresh_tokens::Column::RevokedAt.is_null())
-        .exec(db)
-        .await?;
+    loop {
+        let revoked = RefreshTokens::update_many()
+            .col_expr(refresh_tokens::Column::RevokedAt, Expr::value(now))
+            .filter(refresh_tokens::Column::FamilyId.eq(family_id))
+            .filter(refresh_tokens::Column::RevokedAt.is_null())
+            .exec(db)
+            .await?
+            .rows_affected;
+        if revoked == 0 {
+            break;
+        }
+    }
     AccessTokens::update_many()
         .col_expr(access_tokens::Column::RevokedAt, Expr::value(now))
         .filter(access_tokens::Column::FamilyId.eq(family_id))

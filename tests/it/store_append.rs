@@ -3,10 +3,13 @@
 //! caller; a claim (one-time use) that commits with its rows or not at all.
 
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryTrait, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryTrait, Set, TransactionTrait,
+};
 use stepgate::store;
 use stepgate::store::append::{Appender, Claim, Row};
-use stepgate::store::entities::{access_tokens, audit_events, clients};
+use stepgate::store::entities::{access_tokens, audit_events, clients, refresh_tokens};
 use tokio::task::JoinSet;
 
 use crate::helpers::{Backend, TempDir, TestDatabase, test_settings};
@@ -14,6 +17,7 @@ use crate::on_both_backends;
 
 on_both_backends!(every_caller_gets_the_answer_for_its_own_row);
 on_both_backends!(a_claim_commits_with_its_rows_or_not_at_all);
+on_both_backends!(a_family_revocation_catches_a_rotation_in_flight);
 
 pub(crate) fn token(jti: String, client_id: &str) -> Row {
     Row::AccessToken(access_tokens::ActiveModel {
@@ -219,4 +223,89 @@ async fn a_claim_commits_with_its_rows_or_not_at_all(backend: Backend) {
         .unwrap();
     assert!(!again);
     assert_eq!(audit_events::Entity::find().count(&db).await.unwrap(), 11);
+}
+
+fn refresh_token(hash: &str, user_id: &str) -> refresh_tokens::Model {
+    refresh_tokens::Model {
+        token_hash: hash.to_owned(),
+        family_id: "family".to_owned(),
+        client_id: "svc".to_owned(),
+        user_id: user_id.to_owned(),
+        scope: "openid".to_owned(),
+        sid: "sid".to_owned(),
+        auth_time: 1_800_000_000,
+        acr: "1".to_owned(),
+        amr: "pwd".to_owned(),
+        code_hash: None,
+        issued_at: 1_800_000_000,
+        idle_expires_at: 1_900_000_000,
+        family_expires_at: 1_900_000_000,
+        used_at: None,
+        revoked_at: None,
+    }
+}
+
+/// RFC 9700 §4.14.2: reuse revokes the whole family, including the token a
+/// concurrent rotation is committing at that moment. On PostgreSQL (READ
+/// COMMITTED) a single `UPDATE` that waited for the rotation's lock on the
+/// retired token missed the token the rotation inserted.
+async fn a_family_revocation_catches_a_rotation_in_flight(backend: Backend) {
+    let dir = TempDir::new();
+    let (_database, db) = database_with_client(backend, &dir).await;
+    let user = store::users::create(
+        &db,
+        store::users::NewUser {
+            email: "ada@example.com",
+            name: "Ada",
+            password_hash: "x",
+            email_verified: true,
+        },
+        1_800_000_000,
+    )
+    .await
+    .unwrap()
+    .id;
+    refresh_tokens::ActiveModel::from(refresh_token("t1", &user))
+        .insert(&db)
+        .await
+        .unwrap();
+
+    // A rotation of t1 in flight: t1 retired and t2 written, not committed.
+    let rotation = db.begin().await.unwrap();
+    let claim = store::refresh_tokens::rotation("t1", 1_800_000_100);
+    let backend_kind = db.get_database_backend();
+    rotation
+        .execute_raw(backend_kind.build(&claim.0))
+        .await
+        .unwrap();
+    refresh_tokens::ActiveModel::from(refresh_token("t2", &user))
+        .insert(&rotation)
+        .await
+        .unwrap();
+
+    // The revocation for a reuse of t1 starts meanwhile and waits for the
+    // rotation's lock (if it has not started by the commit, it sees t2
+    // anyway: the test cannot pass by luck on the old code, only fail to
+    // exercise it).
+    let revoker = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            store::refresh_tokens::revoke_family(&db, "family", 1_800_000_200).await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    rotation.commit().await.unwrap();
+    revoker.await.unwrap().unwrap();
+
+    for hash in ["t1", "t2"] {
+        let row = refresh_tokens::Entity::find_by_id(hash)
+            .one(&db)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            row.revoked_at.is_some(),
+            "{hash} is revoked with its family"
+        );
+    }
 }
