@@ -224,6 +224,8 @@ fn main() -> ExitCode {
         Err(e) => return fail(&e),
     };
     let result = runtime.block_on(run(cli.command.unwrap_or(Command::Serve), settings));
+    // What the runtime's tasks log while it shuts down goes out too.
+    drop(runtime);
     telemetry::flush();
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -354,8 +354,18 @@ pub async fn redeem_code(
     let redemption = authorization_codes::redemption(&code_hash, now);
     if !state.appender.add_claimed(redemption, rows).await? {
         // Lost a race with another redemption of the same code: nothing of
-        // this request was written; what the other one bought is revoked.
+        // this request was written; what the other one bought is revoked,
+        // as for any replay.
         revoke_code(state, &code_hash).await?;
+        audit_event(
+            state,
+            "code.replayed",
+            "revoked",
+            Some(&user.id),
+            &client.client_id,
+            None,
+        )
+        .await?;
         return invalid_grant("the code was already used");
     }
     Ok(Ok(response))

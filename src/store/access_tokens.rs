@@ -47,7 +47,7 @@ pub async fn find_live_with_user(
     now: i64,
 ) -> Result<Option<TokenWithUser>, sea_orm::DbErr> {
     if let Some(answer) = local.and_then(|reader| reader.live_token_with_user(jti, now)) {
-        return answer;
+        return Ok(answer);
     }
     AccessTokens::find_by_id(jti.to_owned())
         .filter(access_tokens::Column::RevokedAt.is_null())

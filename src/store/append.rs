@@ -110,26 +110,62 @@ async fn run(db: DatabaseConnection, mut rx: mpsc::Receiver<Job>) {
                     let _ = job.done.send(Ok(held));
                 }
             }
-            Err(e) if jobs.len() == 1 => {
+            Err(Failed::Unknown(e)) => {
+                // The commit itself failed (PostgreSQL: the connection may
+                // have dropped after the server committed). Retrying would
+                // find the claims used and answer "reuse" for tokens this
+                // batch may have issued: every caller gets the error.
+                tracing::error!(error = %e, "database commit failed; outcome unknown");
+                for job in jobs.drain(..) {
+                    let _ = job.done.send(Err(DbErr::Custom(format!(
+                        "the database commit failed: {e}"
+                    ))));
+                }
+            }
+            Err(Failed::Before(e)) if jobs.len() == 1 => {
                 if let Some(job) = jobs.pop() {
                     let _ = job.done.send(Err(e));
                 }
             }
-            Err(_) => {
+            Err(Failed::Before(_)) => {
                 // Caller by caller: each learns about its own rows only.
                 for job in jobs.drain(..) {
-                    let result = write(&db, &[&job]).await.map(|held| held[0]);
-                    let _ = job.done.send(result);
+                    let result = write(&db, &[&job]).await;
+                    let _ = job
+                        .done
+                        .send(result.map(|held| held[0]).map_err(Failed::into_inner));
                 }
             }
         }
     }
 }
 
+/// Why a write failed.
+enum Failed {
+    /// Nothing was committed: the jobs may be retried.
+    Before(DbErr),
+    /// The commit failed, and may have happened all the same.
+    Unknown(DbErr),
+}
+
+impl Failed {
+    fn into_inner(self) -> DbErr {
+        match self {
+            Failed::Before(e) | Failed::Unknown(e) => e,
+        }
+    }
+}
+
+impl From<DbErr> for Failed {
+    fn from(e: DbErr) -> Self {
+        Failed::Before(e)
+    }
+}
+
 /// Writes the jobs atomically: their claims, then the rows of the jobs
 /// whose claim held (and of those without one), one multi-row `INSERT` per
 /// table, in one transaction. Returns, job by job, whether its claim held.
-async fn write(db: &DatabaseConnection, jobs: &[&Job]) -> Result<Vec<bool>, DbErr> {
+async fn write(db: &DatabaseConnection, jobs: &[&Job]) -> Result<Vec<bool>, Failed> {
     let backend = db.get_database_backend();
     // `RETURNING <job index>`: which claims found their row (on SQLite they
     // all run in one request, and two jobs may claim the same row).
@@ -149,7 +185,7 @@ async fn write(db: &DatabaseConnection, jobs: &[&Job]) -> Result<Vec<bool>, DbEr
         return Ok(vec![true; jobs.len()]);
     }
     if backend == DbBackend::Sqlite {
-        return sqlite_claim_and_write(db, jobs, claims).await;
+        return Ok(sqlite_claim_and_write(db, jobs, claims).await?);
     }
     let txn = db.begin().await?;
     let result = async {
@@ -164,12 +200,12 @@ async fn write(db: &DatabaseConnection, jobs: &[&Job]) -> Result<Vec<bool>, DbEr
     }
     .await;
     match result {
-        Ok(held) => txn.commit().await.map(|()| held),
+        Ok(held) => txn.commit().await.map(|()| held).map_err(Failed::Unknown),
         Err(e) => {
             // The error is the answer; a failed rollback only loses the
             // connection, which the pool replaces.
             let _ = txn.rollback().await;
-            Err(e)
+            Err(Failed::Before(e))
         }
     }
 }
@@ -186,12 +222,23 @@ fn held_rows<'a>(jobs: &[&'a Job], held: &[bool]) -> Vec<&'a Row> {
 /// SQLite, jobs with claims: two requests to the connection's worker
 /// thread. The first opens the transaction and makes every claim; the
 /// second adds the rows of the jobs whose claim held, and commits.
+///
+/// The two requests reach the same connection because the writer's pool
+/// holds exactly one that is never recycled (`store::writer_connection`).
+/// Should that ever not hold, the savepoint catches it: on a connection
+/// without the open transaction `RELEASE claimed` fails before any row is
+/// written. (A failed SQLite `COMMIT` leaves the transaction open, and it
+/// is rolled back: the outcome is always known here.)
 async fn sqlite_claim_and_write(
     db: &DatabaseConnection,
     jobs: &[&Job],
     claims: Vec<(usize, Statement)>,
 ) -> Result<Vec<bool>, DbErr> {
-    let claims = joined("BEGIN IMMEDIATE;", claims.into_iter().map(|(_, s)| s), "");
+    let claims = joined(
+        "BEGIN IMMEDIATE;",
+        claims.into_iter().map(|(_, s)| s),
+        "SAVEPOINT claimed;",
+    );
     let result = async {
         let mut held: Vec<bool> = jobs.iter().map(|job| job.claim.is_none()).collect();
         for row in db.query_all_raw(claims).await? {
@@ -202,7 +249,8 @@ async fn sqlite_claim_and_write(
         }
         let rows = held_rows(jobs, &held);
         let statements = inserts(DbBackend::Sqlite, &rows);
-        db.execute_raw(joined("", statements, "COMMIT;")).await?;
+        db.execute_raw(joined("RELEASE claimed;", statements, "COMMIT;"))
+            .await?;
         Ok(held)
     }
     .await;
@@ -215,23 +263,23 @@ async fn sqlite_claim_and_write(
 
 /// Writes `rows` atomically: one multi-row `INSERT` per table, in one
 /// transaction when there is more than one.
-async fn write_rows(db: &DatabaseConnection, rows: &[&Row]) -> Result<(), DbErr> {
+async fn write_rows(db: &DatabaseConnection, rows: &[&Row]) -> Result<(), Failed> {
     let backend = db.get_database_backend();
     let mut statements = inserts(backend, rows);
     match statements.len() {
         0 => Ok(()),
         // One statement is atomic on its own.
-        1 => db.execute_raw(statements.remove(0)).await.map(|_| ()),
-        _ if backend == DbBackend::Sqlite => sqlite_in_one_round_trip(db, statements).await,
+        1 => Ok(db.execute_raw(statements.remove(0)).await.map(|_| ())?),
+        _ if backend == DbBackend::Sqlite => Ok(sqlite_in_one_round_trip(db, statements).await?),
         _ => {
             let txn = db.begin().await?;
             for statement in statements {
                 if let Err(e) = txn.execute_raw(statement).await {
                     let _ = txn.rollback().await;
-                    return Err(e);
+                    return Err(Failed::Before(e));
                 }
             }
-            txn.commit().await
+            txn.commit().await.map_err(Failed::Unknown)
         }
     }
 }

@@ -12,10 +12,13 @@
 //! The answer is the database's, as on the pool: every read is its own
 //! transaction and sees every commit made before it, by this process or
 //! another (the CLI). The connections are read-only: nothing is written
-//! here. A read that would have to wait (`SQLITE_BUSY`, such as while
-//! another process recovers the WAL) does not wait on the request thread:
-//! it returns `None` and the caller reads through the pool, which waits up
-//! to `database.sqlite_busy_timeout_ms` on its own thread.
+//! here. A read that would have to wait for a lock (`SQLITE_BUSY`, such as
+//! while another process holds the file exclusively) does not wait on the
+//! request thread: it returns `None` and the caller reads through the
+//! pool, which waits up to `database.sqlite_busy_timeout_ms` on its own
+//! thread; so does a read that fails for any other reason. (SQLite's own
+//! retry loop when the WAL index is being rebuilt can still sleep briefly:
+//! that happens after a crash, once.)
 //! PostgreSQL needs none of this: there is no reader.
 
 use std::path::PathBuf;
@@ -23,7 +26,7 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Row};
 use sea_orm::sqlx::ConnectOptions as _;
-use sea_orm::{DatabaseConnection, DbBackend, DbErr};
+use sea_orm::{DatabaseConnection, DbBackend};
 
 use super::entities::access_tokens::Model as AccessToken;
 use super::entities::users::Model as User;
@@ -64,12 +67,8 @@ impl LocalReader {
 
     /// `access_tokens::find_live_with_user`, read here: the token's row if
     /// it is live, with its user if it has one that still exists. `None`:
-    /// not answered here (the database is busy); ask the pool.
-    pub fn live_token_with_user(
-        &self,
-        jti: &str,
-        now: i64,
-    ) -> Option<Result<Option<TokenWithUser>, DbErr>> {
+    /// not answered here (busy, or failed); ask the pool.
+    pub fn live_token_with_user(&self, jti: &str, now: i64) -> Option<Option<TokenWithUser>> {
         self.read(|conn| {
             conn.prepare_cached(LIVE_TOKEN_WITH_USER)?
                 .query_row((jti, now), token_and_user)
@@ -77,10 +76,7 @@ impl LocalReader {
         })
     }
 
-    fn read<T>(
-        &self,
-        query: impl FnOnce(&Connection) -> rusqlite::Result<T>,
-    ) -> Option<Result<T, DbErr>> {
+    fn read<T>(&self, query: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Option<T> {
         let conn = match self.take() {
             Ok(conn) => conn,
             Err(e) => return answer(Err(e)),
@@ -119,16 +115,24 @@ impl LocalReader {
     }
 }
 
-/// `None` for "busy: ask the pool", else the answer in the store's error type.
-fn answer<T>(result: rusqlite::Result<T>) -> Option<Result<T, DbErr>> {
+/// The answer, or `None` ("ask the pool") when this path could not read:
+/// busy or locked, but also a file that could not be opened here (out of
+/// file descriptors) or any other failure. The pool's read is the
+/// authoritative one; if the database is really broken it reports that.
+fn answer<T>(result: rusqlite::Result<T>) -> Option<T> {
     match result {
-        Err(rusqlite::Error::SqliteFailure(e, _))
-            if matches!(e.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) =>
-        {
+        Ok(value) => Some(value),
+        Err(e) => {
+            let busy = matches!(
+                &e,
+                rusqlite::Error::SqliteFailure(f, _)
+                    if matches!(f.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+            );
+            if !busy {
+                tracing::debug!(error = %e, "local SQLite read failed; reading through the pool");
+            }
             None
         }
-        Err(e) => Some(Err(DbErr::Custom(format!("SQLite read: {e}")))),
-        Ok(value) => Some(Ok(value)),
     }
 }
 
