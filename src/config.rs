@@ -54,8 +54,10 @@ pub struct DatabaseSettings {
     /// Apply pending migrations when `serve` starts. Default `true`; turn it off
     /// when several nodes start at once and `stepgate migrate` runs first.
     pub migrate_on_start: bool,
-    /// Connections in the pool (SQLite opens one more, of its own, for the
-    /// writer of token rows and audit events). Default `10`.
+    /// Connections in the pool (SQLite also opens one of its own for the
+    /// writer of token rows and audit events, and read-only ones for token
+    /// lookups, at most one per runtime thread: `store::local_read`).
+    /// Default `10`.
     pub max_connections: u32,
     /// Seconds to wait for a connection (at start and per query). Default `5`.
     pub connect_timeout_secs: u64,

@@ -12,8 +12,9 @@
 //! Nothing about durability changes: a caller's future resolves only after
 //! the transaction holding its row has committed, so a token is never
 //! answered before its row exists (introspection and revocation find it at
-//! once). A batch that fails is retried row by row, so each caller gets the
-//! answer for its own row and one bad row never fails the others.
+//! once). A batch that fails is retried caller by caller, so each caller
+//! gets the answer for its own rows and one bad row never fails the others;
+//! only a failed commit, whose outcome is unknown, fails the whole batch.
 //!
 //! A job may also carry a [`Claim`]: the one-time use its rows stand on (a
 //! refresh token rotated, a code redeemed). The claim and the rows commit in
