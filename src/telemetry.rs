@@ -5,7 +5,7 @@
 //! which may hold codes or tokens), status, latency and the request id.
 //!
 //! The server writes its lines in blocks ([`Buffered`]): a `write` system
-//! call per request line was a tenth of a `GET /jwks`. Info and debug
+//! call per request line was 8% of a `GET /jwks`. Info and debug
 //! lines reach stderr within [`FLUSH_EVERY`]; warnings and errors are
 //! written at once, after everything logged before them.
 
