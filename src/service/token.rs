@@ -261,6 +261,26 @@ async fn revoke_code(state: &AppState, code_hash: &str) -> Result<(), AccountErr
 
 // ---------------------------------------------------------------- authorization_code
 
+/// RFC 6749 §4.1.2: a code used twice revokes what it was exchanged for.
+async fn code_replayed(
+    state: &AppState,
+    client: &Client,
+    code_hash: &str,
+    user_id: &str,
+) -> Outcome {
+    revoke_code(state, code_hash).await?;
+    audit_event(
+        state,
+        "code.replayed",
+        "revoked",
+        Some(user_id),
+        &client.client_id,
+        None,
+    )
+    .await?;
+    invalid_grant("the code was already used")
+}
+
 /// The `authorization_code` grant (RFC 6749 §4.1.3, RFC 7636 §4.6).
 pub async fn redeem_code(
     state: &AppState,
@@ -275,18 +295,7 @@ pub async fn redeem_code(
         return invalid_grant("the code is not valid");
     };
     if row.used_at.is_some() {
-        // RFC 6749 §4.1.2: a code used twice revokes what it was exchanged for.
-        revoke_code(state, &code_hash).await?;
-        audit_event(
-            state,
-            "code.replayed",
-            "revoked",
-            Some(&row.user_id),
-            &client.client_id,
-            None,
-        )
-        .await?;
-        return invalid_grant("the code was already used");
+        return code_replayed(state, client, &code_hash, &row.user_id).await;
     }
     if row.expires_at <= now {
         return invalid_grant("the code has expired");
@@ -356,17 +365,7 @@ pub async fn redeem_code(
         // Lost a race with another redemption of the same code: nothing of
         // this request was written; what the other one bought is revoked,
         // as for any replay.
-        revoke_code(state, &code_hash).await?;
-        audit_event(
-            state,
-            "code.replayed",
-            "revoked",
-            Some(&user.id),
-            &client.client_id,
-            None,
-        )
-        .await?;
-        return invalid_grant("the code was already used");
+        return code_replayed(state, client, &code_hash, &user.id).await;
     }
     Ok(Ok(response))
 }
