@@ -13,6 +13,7 @@ use crate::service::api_keys;
 use crate::service::clients::Client;
 use crate::service::totp;
 use crate::state::AppState;
+use crate::store::entities::access_tokens::Model as AccessToken;
 use crate::store::entities::authorization_codes::Model as Code;
 use crate::store::entities::interactions::Model as InteractionRow;
 use crate::store::entities::sessions::Model as Session;
@@ -289,6 +290,54 @@ pub fn public_key<'a>(state: &'a AppState, kid: &str) -> Option<&'a ParsedPublic
         .map(|k| k.verifier())
 }
 
+/// What an access token presented to `/userinfo` or `/introspect` is.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "made once per request and taken apart at once; boxing would add an allocation"
+)]
+pub enum PresentedAccessToken {
+    /// Not an RFC 9068 access token we signed, or past its own `exp`.
+    NotOurs,
+    /// Ours, but revoked or expired by its row.
+    Dead,
+    /// Ours and live: its claims, its row, and the row's user if it has one
+    /// that still exists.
+    Live {
+        claims: AccessTokenClaims,
+        row: AccessToken,
+        user: Option<User>,
+    },
+}
+
+/// Verifies `token`'s signature and claims, then reads its row (one query:
+/// `access_tokens::find_live_with_user`).
+pub async fn presented_access_token(
+    state: &AppState,
+    token: &str,
+    now: i64,
+) -> Result<PresentedAccessToken, sea_orm::DbErr> {
+    let Ok(claims) = jwt::decode_rs256::<AccessTokenClaims, _>(
+        token,
+        Some(jwt::TYP_ACCESS_TOKEN),
+        &state.settings.issuer,
+        now,
+        |kid| public_key(state, kid),
+    ) else {
+        return Ok(PresentedAccessToken::NotOurs);
+    };
+    let live = access_tokens::find_live_with_user(
+        &state.db,
+        state.local_reader.as_ref(),
+        &claims.jti,
+        now,
+    )
+    .await?;
+    Ok(match live {
+        None => PresentedAccessToken::Dead,
+        Some((row, user)) => PresentedAccessToken::Live { claims, row, user },
+    })
+}
+
 /// Records the user's consent to the request's scopes for its client.
 pub async fn grant_consent(
     state: &AppState,
@@ -401,32 +450,18 @@ pub async fn userinfo(
             None => Err(BearerError::InvalidToken("the access token is not valid")),
         });
     }
-    let now = now(state);
-    let claims = match jwt::decode_rs256::<AccessTokenClaims, _>(
-        token,
-        Some("at+jwt"),
-        &state.settings.issuer,
-        now,
-        |kid| public_key(state, kid),
-    ) {
-        Ok(c) => c,
-        Err(_) => {
+    let (claims, user) = match presented_access_token(state, token, now(state)).await? {
+        PresentedAccessToken::NotOurs => {
             return Ok(Err(BearerError::InvalidToken(
                 "the access token is not valid",
             )));
         }
-    };
-    let Some((_, user)) = access_tokens::find_live_with_user(
-        &state.db,
-        state.local_reader.as_ref(),
-        &claims.jti,
-        now,
-    )
-    .await?
-    else {
-        return Ok(Err(BearerError::InvalidToken(
-            "the access token was revoked or has expired",
-        )));
+        PresentedAccessToken::Dead => {
+            return Ok(Err(BearerError::InvalidToken(
+                "the access token was revoked or has expired",
+            )));
+        }
+        PresentedAccessToken::Live { claims, user, .. } => (claims, user),
     };
     // A client_credentials token has no user: nothing to tell about.
     let Some(user) = user.filter(|u| u.id == claims.sub) else {

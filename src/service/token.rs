@@ -13,7 +13,7 @@ use crate::protocol::scope::Scopes;
 use crate::service::accounts::AccountError;
 use crate::service::api_keys;
 use crate::service::clients::{Client, GRANT_REFRESH_TOKEN};
-use crate::service::oidc::public_key;
+use crate::service::oidc::{PresentedAccessToken, presented_access_token, public_key};
 use crate::state::AppState;
 use crate::store::append::Row;
 use crate::store::audit::{self, Event};
@@ -673,39 +673,27 @@ pub async fn introspect(state: &AppState, token: &str) -> Result<Value, AccountE
             None => inactive,
         });
     }
-    if let Ok(claims) = jwt::decode_rs256::<AccessTokenClaims, _>(
-        token,
-        Some(jwt::TYP_ACCESS_TOKEN),
-        &state.settings.issuer,
-        now,
-        |kid| public_key(state, kid),
-    ) {
-        let Some((row, user)) = access_tokens::find_live_with_user(
-            &state.db,
-            state.local_reader.as_ref(),
-            &claims.jti,
-            now,
-        )
-        .await?
-        else {
-            return Ok(inactive);
-        };
-        // A user's token lives only while the user exists and is enabled.
-        if row.user_id.is_some() && user.is_none_or(|u| u.disabled) {
-            return Ok(inactive);
+    match presented_access_token(state, token, now).await? {
+        PresentedAccessToken::NotOurs => {}
+        PresentedAccessToken::Dead => return Ok(inactive),
+        PresentedAccessToken::Live { claims, row, user } => {
+            // A user's token lives only while the user exists and is enabled.
+            if row.user_id.is_some() && user.is_none_or(|u| u.disabled) {
+                return Ok(inactive);
+            }
+            return Ok(json!({
+                "active": true,
+                "token_type": "Bearer",
+                "scope": claims.scope,
+                "client_id": claims.client_id,
+                "sub": claims.sub,
+                "aud": claims.aud,
+                "iss": claims.iss,
+                "exp": claims.exp,
+                "iat": claims.iat,
+                "jti": claims.jti,
+            }));
         }
-        return Ok(json!({
-            "active": true,
-            "token_type": "Bearer",
-            "scope": claims.scope,
-            "client_id": claims.client_id,
-            "sub": claims.sub,
-            "aud": claims.aud,
-            "iss": claims.iss,
-            "exp": claims.exp,
-            "iat": claims.iat,
-            "jti": claims.jti,
-        }));
     }
     if let Some(row) = refresh_tokens::find(&state.db, &sha256_hex(token)).await? {
         let live = row.used_at.is_none()
