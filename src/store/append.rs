@@ -16,6 +16,15 @@
 //! gets the answer for its own rows and one bad row never fails the others;
 //! only a failed commit, whose outcome is unknown, fails the whole batch.
 //!
+//! The writer gathers a batch in two steps: what is queued when it wakes,
+//! then, after one [`tokio::task::yield_now`], whatever the requests that
+//! were ready to run meanwhile have added. Without that yield, the request
+//! that woke the writer was followed at once by the writer itself (tokio
+//! runs a task woken by the running one next), so under load nearly every
+//! batch held one request: 12,641 transactions for 20,000
+//! `client_credentials` tokens. The yield costs an idle server nothing: with
+//! no other task ready, the writer resumes at once.
+//!
 //! A job may also carry a [`Claim`]: the one-time use its rows stand on (a
 //! refresh token rotated, a code redeemed). The claim and the rows commit in
 //! the same transaction, or neither does, so a use never exists without
@@ -26,6 +35,9 @@ use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryTrait, Statement,
     TransactionTrait,
 };
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use tokio::sync::{mpsc, oneshot};
 
 use super::entities::{access_tokens, audit_events, refresh_tokens};
@@ -63,6 +75,7 @@ struct Job {
 #[derive(Clone)]
 pub struct Appender {
     tx: mpsc::Sender<Job>,
+    batches: Arc<AtomicU64>,
 }
 
 impl Appender {
@@ -70,8 +83,15 @@ impl Appender {
     /// connection of its own where that helps (`store::writer_connection`).
     pub fn start(db: DatabaseConnection) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(super::writer_connection(&db), rx));
-        Self { tx }
+        let batches = Arc::new(AtomicU64::new(0));
+        tokio::spawn(run(super::writer_connection(&db), rx, batches.clone()));
+        Self { tx, batches }
+    }
+
+    /// How many batches the writer has taken from its queue so far (each
+    /// is one transaction, unless a failure splits it caller by caller).
+    pub fn batches(&self) -> u64 {
+        self.batches.load(Ordering::Relaxed)
     }
 
     /// Adds `rows`, all or none; resolves once they are committed.
@@ -101,9 +121,21 @@ impl Appender {
     }
 }
 
-async fn run(db: DatabaseConnection, mut rx: mpsc::Receiver<Job>) {
+async fn run(db: DatabaseConnection, mut rx: mpsc::Receiver<Job>, batches: Arc<AtomicU64>) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        // Let the requests that are ready to run reach this batch (see the
+        // module comment), then take what they added without waiting more.
+        if jobs.len() < MAX_BATCH {
+            tokio::task::yield_now().await;
+            while jobs.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+        }
+        batches.fetch_add(1, Ordering::Relaxed);
         let batch: Vec<&Job> = jobs.iter().collect();
         match write(&db, &batch).await {
             Ok(held) => {

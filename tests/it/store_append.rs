@@ -19,6 +19,30 @@ on_both_backends!(every_caller_gets_the_answer_for_its_own_row);
 on_both_backends!(a_claim_commits_with_its_rows_or_not_at_all);
 on_both_backends!(a_family_revocation_catches_a_rotation_in_flight);
 
+/// On a runtime with one worker, as the server on one core: the callers
+/// that are ready together share one transaction, even though the first of
+/// them wakes the writer and tokio runs a task woken that way next.
+mod callers_ready_together_share_one_transaction {
+    fn on_one_worker(backend: crate::helpers::Backend) {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(super::callers_ready_together_share_one_transaction(backend));
+    }
+    #[test]
+    fn sqlite() {
+        on_one_worker(crate::helpers::Backend::Sqlite);
+    }
+    #[test]
+    fn postgres() {
+        if let Some(backend) = crate::helpers::Backend::postgres() {
+            on_one_worker(backend);
+        }
+    }
+}
+
 pub(crate) fn token(jti: String, client_id: &str) -> Row {
     Row::AccessToken(access_tokens::ActiveModel {
         jti: Set(jti),
@@ -125,6 +149,34 @@ async fn every_caller_gets_the_answer_for_its_own_row(backend: Backend) {
         .await
         .expect("a good row after bad ones");
     assert_eq!(access_tokens::Entity::find().count(&db).await.unwrap(), 29);
+}
+
+async fn callers_ready_together_share_one_transaction(backend: Backend) {
+    let dir = TempDir::new();
+    let (_database, db) = database_with_client(backend, &dir).await;
+    let appender = Appender::start(db.clone());
+    let before = appender.batches();
+    // Spawned from the worker itself, the callers wait in its queue, as
+    // requests whose sockets became readable together do.
+    let writer = appender.clone();
+    let results = tokio::spawn(async move {
+        let mut callers = JoinSet::new();
+        for n in 0..8 {
+            let appender = writer.clone();
+            callers
+                .spawn(async move { appender.add(vec![token(format!("jti-{n}"), "svc")]).await });
+        }
+        callers.join_all().await
+    })
+    .await
+    .unwrap();
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(access_tokens::Entity::find().count(&db).await.unwrap(), 8);
+    assert_eq!(
+        appender.batches() - before,
+        1,
+        "eight callers ready at once, one transaction"
+    );
 }
 
 /// A claim on the client's name: it holds only while the name is still
