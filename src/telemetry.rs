@@ -4,6 +4,13 @@
 //! Nothing secret is logged: request logs carry method, path (never the query,
 //! which may hold codes or tokens), status, latency and the request id.
 //!
+//! Every line logged while a request is handled carries that request's id
+//! ([`REQUEST_ID`], set by `http::access_log`). It is a task-local, not a
+//! tracing span: a span per request, its fields formatted at creation and
+//! entered on every poll, was about a tenth of a `GET /jwks`, and the
+//! line that ends the request another tenth (see docs/performance.md).
+//! [`Line`] is the one line format, human or JSON.
+//!
 //! The server writes its lines in blocks ([`Buffered`]): a `write` system
 //! call per request line was 8% of a `GET /jwks`. Info and debug
 //! lines reach stderr within [`FLUSH_EVERY`]; warnings and errors are
@@ -13,9 +20,13 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use tracing::{Level, Metadata};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
+use tracing_subscriber::registry::LookupSpan;
 
 use crate::config::{LogFormat, LogSettings};
 
@@ -51,7 +62,10 @@ pub fn init(settings: &LogSettings, buffered: bool) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         // Colour codes only for a person at a terminal, not in log files.
-        .with_ansi(ansi);
+        .with_ansi(ansi)
+        .event_format(Line {
+            json: matches!(settings.format, LogFormat::Json),
+        });
     // try_init: a second call (tests start several servers) keeps the first.
     let sink = buffered
         .then(|| {
@@ -62,22 +76,100 @@ pub fn init(settings: &LogSettings, buffered: bool) {
         })
         .flatten();
     if let Some(sink) = sink {
-        let builder = builder.with_writer(LogWriter(sink));
-        let _ = match settings.format {
-            LogFormat::Human => builder.try_init(),
-            LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        };
+        let _ = builder.with_writer(LogWriter(sink)).try_init();
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             flush();
             previous(info);
         }));
     } else {
-        let builder = builder.with_writer(std::io::stderr);
-        let _ = match settings.format {
-            LogFormat::Human => builder.try_init(),
-            LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        };
+        let _ = builder.with_writer(std::io::stderr).try_init();
+    }
+}
+
+tokio::task_local! {
+    /// The id of the request being handled (`x-request-id`), for every line
+    /// logged meanwhile on its task.
+    pub static REQUEST_ID: RequestId;
+}
+
+/// A request id as the request carried it (or as the server made it).
+pub struct RequestId(pub axum::http::HeaderValue);
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A header value that is not visible ASCII is not echoed into logs.
+        f.write_str(self.0.to_str().unwrap_or("-"))
+    }
+}
+
+/// The line format. Human: `TIME LEVEL target: message key=value…
+/// request_id=…`. JSON: one object per line, `timestamp`, `level`,
+/// `target`, `message`, the event's fields and `request_id`, all at the
+/// top level. Stepgate opens no tracing spans, so none are written.
+pub struct Line {
+    pub json: bool,
+}
+
+impl<S, N> FormatEvent<S, N> for Line
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut w: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        let meta = event.metadata();
+        if self.json {
+            let mut time = String::with_capacity(32);
+            SystemTime.format_time(&mut Writer::new(&mut time))?;
+            let mut object = serde_json::Map::new();
+            object.insert("timestamp".into(), time.into());
+            object.insert("level".into(), meta.level().as_str().into());
+            object.insert("target".into(), meta.target().into());
+            event.record(&mut JsonFields(&mut object));
+            let _ = REQUEST_ID.try_with(|id| {
+                object.insert("request_id".into(), id.to_string().into());
+            });
+            let line = serde_json::to_string(&object).map_err(|_| std::fmt::Error)?;
+            return writeln!(w, "{line}");
+        }
+        SystemTime.format_time(&mut w)?;
+        write!(w, " {:>5} {}: ", meta.level().as_str(), meta.target())?;
+        ctx.field_format().format_fields(w.by_ref(), event)?;
+        match REQUEST_ID.try_with(|id| writeln!(w, " request_id={id}")) {
+            Ok(written) => written,
+            Err(_) => writeln!(w),
+        }
+    }
+}
+
+/// An event's fields as JSON values: numbers and booleans as such, the rest
+/// as strings.
+struct JsonFields<'a>(&'a mut serde_json::Map<String, serde_json::Value>);
+
+impl Visit for JsonFields<'_> {
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0
+            .insert(field.name().into(), format!("{value:?}").into());
     }
 }
 
@@ -214,6 +306,60 @@ mod tests {
         sink.make_writer_for(level)
             .write_all(text.as_bytes())
             .unwrap();
+    }
+
+    /// What `Line` writes for one event, logged inside a request's scope
+    /// (`Some(id)`) or outside any.
+    fn formatted(json: bool, request_id: Option<&'static str>) -> String {
+        let out = Shared::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .event_format(Line { json })
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let event = || tracing::warn!(target: "t", attempts = 3, who = %"ann", "it \"failed\"");
+            match request_id {
+                Some(id) => REQUEST_ID
+                    .sync_scope(RequestId(axum::http::HeaderValue::from_static(id)), event),
+                None => event(),
+            }
+        });
+        out.text()
+    }
+
+    #[test]
+    fn a_line_carries_its_request_id() {
+        let human = formatted(false, Some("req-7"));
+        let (time, rest) = human.split_once(' ').unwrap();
+        assert!(
+            time.ends_with('Z') && time.contains('T'),
+            "RFC 3339 time first: {human}"
+        );
+        assert_eq!(
+            rest,
+            " WARN t: it \"failed\" attempts=3 who=ann request_id=req-7\n"
+        );
+        assert!(!formatted(false, None).contains("request_id"));
+
+        let json: serde_json::Value =
+            serde_json::from_str(formatted(true, Some("req-7")).trim_end()).unwrap();
+        assert_eq!(json["level"], "WARN");
+        assert_eq!(json["target"], "t");
+        assert_eq!(json["message"], "it \"failed\"");
+        assert_eq!(json["attempts"], 3);
+        assert_eq!(json["who"], "ann");
+        assert_eq!(json["request_id"], "req-7");
+        assert!(json["timestamp"].as_str().unwrap().ends_with('Z'));
+        let outside: serde_json::Value =
+            serde_json::from_str(formatted(true, None).trim_end()).unwrap();
+        assert!(outside.get("request_id").is_none(), "{outside}");
+        assert_eq!(
+            formatted(true, None).lines().count(),
+            1,
+            "one object per line"
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The HTTP surface: the one route table, and the layers every request passes.
 
+pub mod access_log;
 pub mod assets;
 pub mod client_ip;
 pub mod cookies;
@@ -15,14 +16,12 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue, Request, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::routing::get;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tracing::Level;
 
 use crate::protocol::discovery::{
     AUTHORIZATION_PATH, DISCOVERY_PATH, END_SESSION_PATH, INTROSPECTION_PATH, JWKS_PATH,
@@ -162,24 +161,7 @@ pub fn router(state: AppState) -> Router {
     routes.layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-            .layer(
-                TraceLayer::new_for_http()
-                    .make_span_with(|request: &Request<_>| {
-                        let id = request
-                            .headers()
-                            .get(REQUEST_ID)
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("-");
-                        // The path only: a query may carry codes, tokens or emails.
-                        tracing::info_span!(
-                            "request",
-                            method = %request.method(),
-                            path = %request.uri().path(),
-                            request_id = %id,
-                        )
-                    })
-                    .on_response(DefaultOnResponse::new().level(Level::INFO)),
-            )
+            .layer(access_log::AccessLogLayer::new(REQUEST_ID))
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
             .layer(security_headers)
             .layer(TimeoutLayer::with_status_code(

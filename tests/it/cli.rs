@@ -150,6 +150,8 @@ fn an_unreachable_database_is_a_clear_start_error() {
 }
 
 /// `serve` logs JSON when asked, answers, and exits cleanly on SIGTERM.
+/// The request's line carries its method, path, status and the request id
+/// the caller sent, and never the query string.
 #[test]
 fn serve_logs_json_and_stops_gracefully_on_sigterm() {
     let dir = TempDir::new();
@@ -189,7 +191,10 @@ fn serve_logs_json_and_stops_gracefully_on_sigterm() {
             .build()
             .unwrap();
         rt.block_on(async {
-            reqwest::get(format!("http://{address}/healthz"))
+            reqwest::Client::new()
+                .get(format!("http://{address}/healthz?code=secret-code-42"))
+                .header("x-request-id", "caller-chosen-id")
+                .send()
                 .await
                 .unwrap()
                 .status()
@@ -221,5 +226,22 @@ fn serve_logs_json_and_stops_gracefully_on_sigterm() {
     assert!(
         rest.iter().any(|l| l.contains("shutting down")),
         "logs its shutdown: {rest:?}"
+    );
+    let requests: Vec<Value> = rest
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .filter(|event| event["target"] == "stepgate::request")
+        .collect();
+    assert_eq!(requests.len(), 1, "one line for the one request: {rest:?}");
+    let line = &requests[0];
+    assert_eq!(line["method"], "GET", "{line}");
+    assert_eq!(line["path"], "/healthz", "{line}");
+    assert_eq!(line["status"], 200, "{line}");
+    assert_eq!(line["request_id"], "caller-chosen-id", "{line}");
+    assert_eq!(line["level"], "INFO", "{line}");
+    assert!(line["latency_us"].is_u64(), "{line}");
+    assert!(
+        !rest.iter().any(|l| l.contains("secret-code-42")),
+        "the query stays out of the log: {rest:?}"
     );
 }
