@@ -383,7 +383,8 @@ pub async fn refresh(
 ) -> Outcome {
     let now = now(state);
     let hash = sha256_hex(token);
-    let Some((row, user, consent)) = refresh_tokens::find_with_grant(&state.db, &hash).await?
+    let Some((row, user, consent)) =
+        refresh_tokens::find_with_grant(&state.db, state.local_reader.as_ref(), &hash).await?
     else {
         return invalid_grant("the refresh token is not valid");
     };

@@ -1,5 +1,5 @@
 //! SQLite reads made on the request's own thread, for the lookups every
-//! bearer request makes (`/introspect`, `/userinfo`).
+//! bearer request makes (`/introspect`, `/userinfo`) and every refresh.
 //!
 //! sqlx runs each SQLite connection on a worker thread of its own: a query
 //! is a message to that thread and a wake-up back, two context switches and
@@ -29,6 +29,8 @@ use sea_orm::sqlx::ConnectOptions as _;
 use sea_orm::{DatabaseConnection, DbBackend};
 
 use super::entities::access_tokens::Model as AccessToken;
+use super::entities::consents::Model as Consent;
+use super::entities::refresh_tokens::Model as RefreshToken;
 use super::entities::users::Model as User;
 
 /// Connections kept for reuse; more are opened when more threads read at
@@ -38,6 +40,9 @@ const KEEP: usize = 16;
 
 /// A live access token's row and its user (if it has one that exists).
 pub type TokenWithUser = (AccessToken, Option<User>);
+/// A refresh token's row, its user and the user's consent to its client
+/// (each if it still exists).
+pub type RefreshWithGrant = (RefreshToken, Option<User>, Option<Consent>);
 
 pub struct LocalReader {
     path: PathBuf,
@@ -72,6 +77,16 @@ impl LocalReader {
         self.read(|conn| {
             conn.prepare_cached(LIVE_TOKEN_WITH_USER)?
                 .query_row((jti, now), token_and_user)
+                .optional()
+        })
+    }
+
+    /// `refresh_tokens::find_with_grant`, read here. `None`: not answered
+    /// here; ask the pool.
+    pub fn refresh_token_with_grant(&self, token_hash: &str) -> Option<Option<RefreshWithGrant>> {
+        self.read(|conn| {
+            conn.prepare_cached(REFRESH_WITH_GRANT)?
+                .query_row([token_hash], refresh_and_grant)
                 .optional()
         })
     }
@@ -136,9 +151,11 @@ fn answer<T>(result: rusqlite::Result<T>) -> Option<T> {
     }
 }
 
-/// The query `access_tokens::find_live_with_user` builds with sea-orm, by
-/// hand: the columns in the entities' field order (a field added to either
-/// entity fails to compile in `token_and_user` until it is read here).
+// The queries below are those sea-orm builds for the pool, by hand: the
+// columns in the entities' field order (a field added to an entity fails
+// to compile in the mapping functions until it is read here).
+
+/// `access_tokens::find_live_with_user`.
 const LIVE_TOKEN_WITH_USER: &str = "\
 SELECT t.jti, t.client_id, t.user_id, t.scope, t.code_hash, t.issued_at, t.expires_at, \
        t.revoked_at, t.family_id, \
@@ -146,6 +163,20 @@ SELECT t.jti, t.client_id, t.user_id, t.scope, t.code_hash, t.issued_at, t.expir
        u.disabled, u.created_at, u.updated_at \
 FROM access_tokens t LEFT JOIN users u ON u.id = t.user_id \
 WHERE t.jti = ?1 AND t.revoked_at IS NULL AND t.expires_at > ?2";
+
+/// `refresh_tokens::find_with_grant` (the consent relation joins on both
+/// the user and the client).
+const REFRESH_WITH_GRANT: &str = "\
+SELECT r.token_hash, r.family_id, r.client_id, r.user_id, r.scope, r.sid, r.auth_time, \
+       r.acr, r.amr, r.code_hash, r.issued_at, r.idle_expires_at, r.family_expires_at, \
+       r.used_at, r.revoked_at, \
+       u.id, u.email, u.email_normalized, u.name, u.password_hash, u.email_verified, \
+       u.disabled, u.created_at, u.updated_at, \
+       c.user_id, c.client_id, c.scope, c.granted_at \
+FROM refresh_tokens r \
+LEFT JOIN users u ON u.id = r.user_id \
+LEFT JOIN consents c ON c.user_id = r.user_id AND c.client_id = r.client_id \
+WHERE r.token_hash = ?1";
 
 fn token_and_user(row: &Row<'_>) -> rusqlite::Result<TokenWithUser> {
     let token = AccessToken {
@@ -159,19 +190,55 @@ fn token_and_user(row: &Row<'_>) -> rusqlite::Result<TokenWithUser> {
         revoked_at: row.get(7)?,
         family_id: row.get(8)?,
     };
-    let user = match row.get::<_, Option<String>>(9)? {
+    Ok((token, user_at(row, 9)?))
+}
+
+fn refresh_and_grant(row: &Row<'_>) -> rusqlite::Result<RefreshWithGrant> {
+    let token = RefreshToken {
+        token_hash: row.get(0)?,
+        family_id: row.get(1)?,
+        client_id: row.get(2)?,
+        user_id: row.get(3)?,
+        scope: row.get(4)?,
+        sid: row.get(5)?,
+        auth_time: row.get(6)?,
+        acr: row.get(7)?,
+        amr: row.get(8)?,
+        code_hash: row.get(9)?,
+        issued_at: row.get(10)?,
+        idle_expires_at: row.get(11)?,
+        family_expires_at: row.get(12)?,
+        used_at: row.get(13)?,
+        revoked_at: row.get(14)?,
+    };
+    let user = user_at(row, 15)?;
+    let consent = match row.get::<_, Option<String>>(24)? {
         None => None,
-        Some(id) => Some(User {
-            id,
-            email: row.get(10)?,
-            email_normalized: row.get(11)?,
-            name: row.get(12)?,
-            password_hash: row.get(13)?,
-            email_verified: row.get(14)?,
-            disabled: row.get(15)?,
-            created_at: row.get(16)?,
-            updated_at: row.get(17)?,
+        Some(user_id) => Some(Consent {
+            user_id,
+            client_id: row.get(25)?,
+            scope: row.get(26)?,
+            granted_at: row.get(27)?,
         }),
     };
-    Ok((token, user))
+    Ok((token, user, consent))
+}
+
+/// The user whose columns start at `first` (the `users` columns in field
+/// order), if the left join found one.
+fn user_at(row: &Row<'_>, first: usize) -> rusqlite::Result<Option<User>> {
+    let Some(id) = row.get::<_, Option<String>>(first)? else {
+        return Ok(None);
+    };
+    Ok(Some(User {
+        id,
+        email: row.get(first + 1)?,
+        email_normalized: row.get(first + 2)?,
+        name: row.get(first + 3)?,
+        password_hash: row.get(first + 4)?,
+        email_verified: row.get(first + 5)?,
+        disabled: row.get(first + 6)?,
+        created_at: row.get(first + 7)?,
+        updated_at: row.get(first + 8)?,
+    }))
 }

@@ -9,6 +9,7 @@ use super::entities::access_tokens::{self, Entity as AccessTokens};
 use super::entities::consents::{Entity as Consents, Model as Consent};
 use super::entities::refresh_tokens::{self, Entity as RefreshTokens, Model as RefreshToken};
 use super::entities::users::{Entity as Users, Model as User};
+use super::local_read::LocalReader;
 
 /// The row to add through `append` (with the rest of the response's rows).
 pub fn row(token: RefreshToken) -> Row {
@@ -41,11 +42,17 @@ pub async fn find(
 }
 
 /// The token with its user and the user's consent to the token's client
-/// (either may be gone): what a refresh checks, in one query.
+/// (either may be gone): what a refresh checks, in one query. Read on the
+/// calling thread where `local` can (SQLite: `store::local_read`), else
+/// through the pool.
 pub async fn find_with_grant(
     db: &DatabaseConnection,
+    local: Option<&LocalReader>,
     token_hash: &str,
 ) -> Result<Option<(RefreshToken, Option<User>, Option<Consent>)>, sea_orm::DbErr> {
+    if let Some(answer) = local.and_then(|reader| reader.refresh_token_with_grant(token_hash)) {
+        return Ok(answer);
+    }
     RefreshTokens::find_by_id(token_hash.to_owned())
         .find_also_related(Users)
         .find_also_related(Consents)

@@ -6,14 +6,16 @@ use sea_orm::Set;
 use stepgate::store::access_tokens;
 use stepgate::store::append::{Appender, Row};
 use stepgate::store::entities::access_tokens::ActiveModel;
+use stepgate::store::entities::refresh_tokens;
 use stepgate::store::local_read::LocalReader;
-use stepgate::store::users;
+use stepgate::store::{consents, users};
 
 use crate::helpers::{Backend, TempDir};
 use crate::on_both_backends;
 use crate::store_append::database_with_client;
 
 on_both_backends!(the_reader_answers_what_the_pool_answers);
+on_both_backends!(the_reader_finds_refresh_tokens_as_the_pool_does);
 
 const NOW: i64 = 1_800_000_100;
 
@@ -97,6 +99,81 @@ async fn the_reader_answers_what_the_pool_answers(backend: Backend) {
         .unwrap();
     let after = reader.live_token_with_user("live-client", NOW);
     assert_eq!(after, Some(None));
+}
+
+fn refresh_token(hash: &str, user_id: &str, used_at: Option<i64>) -> Row {
+    Row::RefreshToken(refresh_tokens::ActiveModel {
+        token_hash: Set(hash.to_owned()),
+        family_id: Set(format!("family-of-{hash}")),
+        client_id: Set("svc".to_owned()),
+        user_id: Set(user_id.to_owned()),
+        scope: Set("openid profile".to_owned()),
+        sid: Set("sid-1".to_owned()),
+        auth_time: Set(NOW - 50),
+        acr: Set("1".to_owned()),
+        amr: Set("pwd otp".to_owned()),
+        code_hash: Set(Some("code-hash".to_owned())),
+        issued_at: Set(NOW - 10),
+        idle_expires_at: Set(NOW + 600),
+        family_expires_at: Set(NOW + 6000),
+        used_at: Set(used_at),
+        revoked_at: Set(None),
+    })
+}
+
+async fn the_reader_finds_refresh_tokens_as_the_pool_does(backend: Backend) {
+    let dir = TempDir::new();
+    let (_database, db) = database_with_client(backend.clone(), &dir).await;
+    let Some(reader) = LocalReader::for_pool(&db) else {
+        assert!(matches!(backend, Backend::Postgres { .. }));
+        return;
+    };
+    let ada = new_user(&db, "ada@example.com").await;
+    let bob = new_user(&db, "bob@example.com").await;
+    // Ada consented to the client, Bob did not.
+    consents::put(&db, &ada, "svc", "openid profile", NOW)
+        .await
+        .unwrap();
+    let appender = Appender::start(db.clone());
+    appender
+        .add(vec![
+            refresh_token("ada-live", &ada, None),
+            refresh_token("ada-used", &ada, Some(NOW - 1)),
+            refresh_token("bob-live", &bob, None),
+        ])
+        .await
+        .unwrap();
+
+    for hash in ["ada-live", "ada-used", "bob-live", "unknown"] {
+        let pool = stepgate::store::refresh_tokens::find_with_grant(&db, None, hash)
+            .await
+            .unwrap();
+        let local = reader.refresh_token_with_grant(hash).expect("not busy");
+        assert_eq!(local, pool, "{hash}");
+        assert_eq!(local.is_some(), hash != "unknown", "{hash}");
+    }
+    let (row, user, consent) = reader
+        .refresh_token_with_grant("ada-live")
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.amr, "pwd otp");
+    assert_eq!(row.code_hash.as_deref(), Some("code-hash"));
+    assert_eq!(user.map(|u| u.email), Some("ada@example.com".to_owned()));
+    assert_eq!(consent.map(|c| c.scope), Some("openid profile".to_owned()));
+    let (_, bob_user, bob_consent) = reader
+        .refresh_token_with_grant("bob-live")
+        .unwrap()
+        .unwrap();
+    assert!(bob_user.is_some());
+    assert!(bob_consent.is_none(), "no consent, none joined");
+
+    // A consent withdrawn through the pool is seen at once.
+    assert!(consents::delete(&db, &ada, "svc").await.unwrap());
+    let (_, _, gone) = reader
+        .refresh_token_with_grant("ada-live")
+        .unwrap()
+        .unwrap();
+    assert!(gone.is_none());
 }
 
 /// Another process holding the database file exclusively: the reader does
