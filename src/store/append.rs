@@ -22,22 +22,25 @@
 //! that woke the writer was followed at once by the writer itself (tokio
 //! runs a task woken by the running one next), so under load nearly every
 //! batch held one request: 12,641 transactions for 20,000
-//! `client_credentials` tokens. The yield costs an idle server nothing: with
-//! no other task ready, the writer resumes at once.
+//! `client_credentials` tokens. tokio resumes a yielded task once the
+//! tasks that were ready have run (or at its periodic maintenance tick,
+//! sooner: then the batch is smaller, nothing else changes). The yield
+//! costs an idle server nothing: with no other task ready, the writer
+//! resumes at once.
 //!
 //! A job may also carry a [`Claim`]: the one-time use its rows stand on (a
 //! refresh token rotated, a code redeemed). The claim and the rows commit in
 //! the same transaction, or neither does, so a use never exists without
 //! what it bought, nor new tokens without the use that bought them.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use sea_orm::sea_query::UpdateStatement;
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryTrait, Statement,
     TransactionTrait,
 };
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use tokio::sync::{mpsc, oneshot};
 
 use super::entities::{access_tokens, audit_events, refresh_tokens};
