@@ -1,6 +1,13 @@
 //! One log line per request, when its response is ready: method, path,
 //! status, latency and the request id. The handler runs with its request id
-//! in [`telemetry::REQUEST_ID`], so whatever it logs carries the id too.
+//! in [`telemetry::REQUEST_ID`], so whatever it logs on the request's task
+//! carries the id too.
+//!
+//! The request id is the caller's `x-request-id` when it is a plain token
+//! (1 to 128 of `A-Z a-z 0-9 . _ : -`, as proxies make them), else a fresh
+//! UUID, written into the request so that the answer echoes it. A
+//! caller-chosen id with spaces or `=` in it would otherwise read, in the
+//! human log format, like more fields of every line it is appended to.
 //!
 //! This replaces tower-http's `TraceLayer`, whose span per request (fields
 //! formatted at creation, entered and left on every poll) and formatted
@@ -10,7 +17,7 @@
 //! The path only, never the query: a query may carry codes, tokens or
 //! emails. The line is at `info`, or `error` for a 5xx answer; its target is
 //! `stepgate::request`, so `log.level = "info,stepgate::request=warn"`
-//! keeps the request lines out and every other line in.
+//! keeps the lines of answered requests out and those of 5xx answers in.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,8 +30,8 @@ use tower::{Layer, Service};
 
 use crate::telemetry::{self, RequestId};
 
-/// Logs each request once answered; the request id is read from `header`
-/// (set before this layer by `SetRequestIdLayer`).
+/// Gives each request an id in `header` (module comment) and logs it once
+/// answered.
 #[derive(Clone)]
 pub struct AccessLogLayer {
     header: HeaderName,
@@ -65,12 +72,19 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        let id = request
-            .headers()
-            .get(&self.header)
-            .cloned()
-            .unwrap_or_else(|| HeaderValue::from_static("-"));
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let id = match request.headers().get(&self.header) {
+            Some(theirs) if plain_token(theirs.as_bytes()) => theirs.clone(),
+            _ => {
+                let mut buffer = uuid::Uuid::encode_buffer();
+                let fresh = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buffer);
+                let fresh = HeaderValue::from_str(fresh).expect("a UUID is a header value");
+                request
+                    .headers_mut()
+                    .insert(self.header.clone(), fresh.clone());
+                fresh
+            }
+        };
         let logged = Logged {
             method: request.method().clone(),
             uri: request.uri().clone(),
@@ -79,6 +93,15 @@ where
         };
         telemetry::REQUEST_ID.scope(RequestId(id), logged)
     }
+}
+
+/// A request id a caller may choose: short, and nothing that could read as
+/// more log fields or lines.
+fn plain_token(id: &[u8]) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
 pin_project_lite::pin_project! {
@@ -130,5 +153,33 @@ where
             ),
         }
         Poll::Ready(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_token;
+
+    #[test]
+    fn only_plain_tokens_are_kept_as_request_ids() {
+        for kept in [
+            "dcc39434-9a90-48d9-9e75-96af611028df",
+            "7f3a9c",
+            "edge-1:req.42_a",
+        ] {
+            assert!(plain_token(kept.as_bytes()), "{kept}");
+        }
+        let long = "a".repeat(129);
+        for replaced in [
+            "",
+            "x status=500 path=/admin",
+            "a\tb",
+            "quote\"d",
+            "semi;colon",
+            long.as_str(),
+        ] {
+            assert!(!plain_token(replaced.as_bytes()), "{replaced}");
+        }
+        assert!(plain_token("a".repeat(128).as_bytes()));
     }
 }

@@ -128,6 +128,23 @@ async fn every_answer_carries_security_headers(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(response.headers()["x-request-id"], "trace-me-123");
+
+    // One that is not a plain token (it would read as more log fields) is
+    // replaced by a fresh one, and the answer says which.
+    let response = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-request-id", "x status=500 path=/admin")
+        .send()
+        .await
+        .unwrap();
+    let given = response.headers()["x-request-id"].to_str().unwrap();
+    assert_ne!(given, "x status=500 path=/admin");
+    assert_eq!(given.len(), 36, "a UUID: {given}");
+    assert!(
+        given.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'),
+        "{given}"
+    );
 }
 
 async fn oversized_body_is_refused_with_413(backend: Backend) {
