@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Metadata, Subscriber};
+use tracing_log::NormalizeEvent;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
@@ -122,7 +123,9 @@ where
         mut w: Writer<'_>,
         event: &Event<'_>,
     ) -> std::fmt::Result {
-        let meta = event.metadata();
+        // A `log` crate record (rustls, say) carries its own target.
+        let normalized = event.normalized_metadata();
+        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
         if self.json {
             let mut time = String::with_capacity(32);
             SystemTime.format_time(&mut Writer::new(&mut time))?;
@@ -148,28 +151,36 @@ where
 }
 
 /// An event's fields as JSON values: numbers and booleans as such, the rest
-/// as strings.
+/// as strings. The `log.*` fields a `log` record brings (its target, file
+/// and line) are left out, as the human format leaves them out.
 struct JsonFields<'a>(&'a mut serde_json::Map<String, serde_json::Value>);
+
+impl JsonFields<'_> {
+    fn put(&mut self, field: &Field, value: serde_json::Value) {
+        if !field.name().starts_with("log.") {
+            self.0.insert(field.name().into(), value);
+        }
+    }
+}
 
 impl Visit for JsonFields<'_> {
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(field.name().into(), value.into());
+        self.put(field, value.into());
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().into(), value.into());
+        self.put(field, value.into());
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(field.name().into(), value.into());
+        self.put(field, value.into());
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(field.name().into(), value.into());
+        self.put(field, value.into());
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().into(), value.into());
+        self.put(field, value.into());
     }
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0
-            .insert(field.name().into(), format!("{value:?}").into());
+        self.put(field, format!("{value:?}").into());
     }
 }
 
@@ -359,6 +370,34 @@ mod tests {
             formatted(true, None).lines().count(),
             1,
             "one object per line"
+        );
+    }
+
+    /// A `log` crate record (rustls logs this way) keeps its own target and
+    /// brings no `log.*` keys.
+    #[test]
+    fn a_log_record_keeps_its_target() {
+        // The global `log` logger forwards to the thread's subscriber;
+        // another test may have set it already.
+        let _ = tracing_log::LogTracer::init();
+        let out = Shared::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .event_format(Line { json: true })
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing_log::log::warn!(target: "rustls::client", "a record");
+        });
+        let json: serde_json::Value = serde_json::from_str(out.text().trim_end()).unwrap();
+        assert_eq!(json["target"], "rustls::client", "{json}");
+        assert_eq!(json["message"], "a record", "{json}");
+        assert!(
+            json.as_object()
+                .unwrap()
+                .keys()
+                .all(|k| !k.starts_with("log.")),
+            "{json}"
         );
     }
 
