@@ -130,8 +130,31 @@ async fn the_reader_finds_refresh_tokens_as_the_pool_does(backend: Backend) {
     };
     let ada = new_user(&db, "ada@example.com").await;
     let bob = new_user(&db, "bob@example.com").await;
-    // Ada consented to the client, Bob did not.
+    // Ada consented to the client, Bob did not (only to another client:
+    // that consent must not be joined to his token of this one).
     consents::put(&db, &ada, "svc", "openid profile", NOW)
+        .await
+        .unwrap();
+    stepgate::store::clients::insert(
+        &db,
+        stepgate::store::clients::NewClientRow {
+            client_id: "other",
+            name: "Other",
+            secret_hash: Some("x"),
+            public: false,
+            redirect_uris: &[],
+            post_logout_redirect_uris: &[],
+            grant_types: &["client_credentials".to_owned()],
+            scopes: &["profile".to_owned()],
+            token_endpoint_auth_method: "client_secret_basic",
+            require_mfa: false,
+            first_party: false,
+        },
+        NOW,
+    )
+    .await
+    .unwrap();
+    consents::put(&db, &bob, "other", "profile", NOW)
         .await
         .unwrap();
     let appender = Appender::start(db.clone());
@@ -165,7 +188,10 @@ async fn the_reader_finds_refresh_tokens_as_the_pool_does(backend: Backend) {
         .unwrap()
         .unwrap();
     assert!(bob_user.is_some());
-    assert!(bob_consent.is_none(), "no consent, none joined");
+    assert!(
+        bob_consent.is_none(),
+        "no consent to this client, none joined"
+    );
 
     // A consent withdrawn through the pool is seen at once.
     assert!(consents::delete(&db, &ada, "svc").await.unwrap());
