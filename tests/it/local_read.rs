@@ -135,25 +135,7 @@ async fn the_reader_finds_refresh_tokens_as_the_pool_does(backend: Backend) {
     consents::put(&db, &ada, "svc", "openid profile", NOW)
         .await
         .unwrap();
-    stepgate::store::clients::insert(
-        &db,
-        stepgate::store::clients::NewClientRow {
-            client_id: "other",
-            name: "Other",
-            secret_hash: Some("x"),
-            public: false,
-            redirect_uris: &[],
-            post_logout_redirect_uris: &[],
-            grant_types: &["client_credentials".to_owned()],
-            scopes: &["profile".to_owned()],
-            token_endpoint_auth_method: "client_secret_basic",
-            require_mfa: false,
-            first_party: false,
-        },
-        NOW,
-    )
-    .await
-    .unwrap();
+    crate::store_append::add_client(&db, "other", "Other").await;
     consents::put(&db, &bob, "other", "profile", NOW)
         .await
         .unwrap();

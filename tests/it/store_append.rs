@@ -71,22 +71,13 @@ fn event(n: usize) -> Row {
     })
 }
 
-/// A migrated database holding one client, `svc` ("Service"); it lives as
-/// long as the returned `TestDatabase`.
-pub(crate) async fn database_with_client(
-    backend: Backend,
-    dir: &TempDir,
-) -> (TestDatabase, sea_orm::DatabaseConnection) {
-    let database = backend.create_database(dir.path()).await;
-    let db = store::connect(&test_settings(dir.path(), &database))
-        .await
-        .unwrap();
-    store::migrate(&db).await.unwrap();
+/// Registers a confidential `client_credentials` client.
+pub(crate) async fn add_client(db: &sea_orm::DatabaseConnection, client_id: &str, name: &str) {
     store::clients::insert(
-        &db,
+        db,
         store::clients::NewClientRow {
-            client_id: "svc",
-            name: "Service",
+            client_id,
+            name,
             secret_hash: Some("x"),
             public: false,
             redirect_uris: &[],
@@ -101,6 +92,20 @@ pub(crate) async fn database_with_client(
     )
     .await
     .unwrap();
+}
+
+/// A migrated database holding one client, `svc` ("Service"); it lives as
+/// long as the returned `TestDatabase`.
+pub(crate) async fn database_with_client(
+    backend: Backend,
+    dir: &TempDir,
+) -> (TestDatabase, sea_orm::DatabaseConnection) {
+    let database = backend.create_database(dir.path()).await;
+    let db = store::connect(&test_settings(dir.path(), &database))
+        .await
+        .unwrap();
+    store::migrate(&db).await.unwrap();
+    add_client(&db, "svc", "Service").await;
     (database, db)
 }
 
