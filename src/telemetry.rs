@@ -4,8 +4,9 @@
 //! Nothing secret is logged: request logs carry method, path (never the query,
 //! which may hold codes or tokens), status, latency and the request id.
 //!
-//! Every line logged while a request is handled carries that request's id
-//! ([`REQUEST_ID`], set by `http::access_log`). It is a task-local, not a
+//! Every line logged on a request's task carries that request's id
+//! ([`REQUEST_ID`], set by `http::access_log`); background work (the
+//! database writer, say) logs without one. It is a task-local, not a
 //! tracing span: a span per request, its fields formatted at creation and
 //! entered on every poll, was about a tenth of a `GET /jwks`, and the
 //! line that ends the request another tenth (see docs/performance.md).
