@@ -17,7 +17,7 @@
 //! The path only, never the query: a query may carry codes, tokens or
 //! emails. The line is at `info`, or `error` for a 5xx answer; its target is
 //! `stepgate::request`, so `log.level = "info,stepgate::request=warn"`
-//! keeps the lines of answered requests out and those of 5xx answers in.
+//! keeps the lines of answers below 500 out and those of 5xx answers in.
 
 use std::future::Future;
 use std::pin::Pin;
