@@ -217,19 +217,45 @@ async fn write(db: &DatabaseConnection, jobs: &[&Job]) -> Result<Vec<bool>, Fail
         .collect();
     if claims.is_empty() {
         let rows: Vec<&Row> = jobs.iter().flat_map(|j| &j.rows).collect();
-        write_rows(db, &rows).await?;
+        let mut statements = inserts(backend, &rows);
+        match statements.len() {
+            0 => {}
+            // One statement is atomic on its own.
+            1 => {
+                db.execute_raw(statements.remove(0)).await?;
+            }
+            _ if backend == DbBackend::Sqlite => sqlite_in_one_round_trip(db, statements).await?,
+            _ => {
+                in_transaction(db, jobs.len(), Vec::new(), |_| statements).await?;
+            }
+        }
         return Ok(vec![true; jobs.len()]);
     }
     if backend == DbBackend::Sqlite {
         return Ok(sqlite_claim_and_write(db, jobs, claims).await?);
     }
+    in_transaction(db, jobs.len(), claims, |held| {
+        inserts(backend, &held_rows(jobs, held))
+    })
+    .await
+}
+
+/// PostgreSQL: one transaction making the claims, then running the
+/// statements `inserts_for` gives for the claims that held (every job
+/// without a claim holds). A failed commit's outcome is unknown.
+async fn in_transaction(
+    db: &DatabaseConnection,
+    jobs: usize,
+    claims: Vec<(usize, Statement)>,
+    inserts_for: impl FnOnce(&[bool]) -> Vec<Statement>,
+) -> Result<Vec<bool>, Failed> {
     let txn = db.begin().await?;
     let result = async {
-        let mut held = vec![true; jobs.len()];
+        let mut held = vec![true; jobs];
         for (i, claim) in claims {
             held[i] = txn.query_one_raw(claim).await?.is_some();
         }
-        for statement in inserts(backend, &held_rows(jobs, &held)) {
+        for statement in inserts_for(&held) {
             txn.execute_raw(statement).await?;
         }
         Ok(held)
@@ -295,29 +321,6 @@ async fn sqlite_claim_and_write(
         let _ = db.execute_unprepared("ROLLBACK").await;
     }
     result
-}
-
-/// Writes `rows` atomically: one multi-row `INSERT` per table, in one
-/// transaction when there is more than one.
-async fn write_rows(db: &DatabaseConnection, rows: &[&Row]) -> Result<(), Failed> {
-    let backend = db.get_database_backend();
-    let mut statements = inserts(backend, rows);
-    match statements.len() {
-        0 => Ok(()),
-        // One statement is atomic on its own.
-        1 => Ok(db.execute_raw(statements.remove(0)).await.map(|_| ())?),
-        _ if backend == DbBackend::Sqlite => Ok(sqlite_in_one_round_trip(db, statements).await?),
-        _ => {
-            let txn = db.begin().await?;
-            for statement in statements {
-                if let Err(e) = txn.execute_raw(statement).await {
-                    let _ = txn.rollback().await;
-                    return Err(Failed::Before(e));
-                }
-            }
-            txn.commit().await.map_err(Failed::Unknown)
-        }
-    }
 }
 
 /// The multi-row `INSERT`s for `rows`, one per table, in table order.
