@@ -3,16 +3,16 @@
 //! email is registered is the same either way.
 
 use crate::auth::password::{PasswordRuleError, check_password_rules};
-use crate::auth::throttle::ThrottlePolicy;
 use crate::crypto::{random_token, sha256_hex};
 use crate::email::OutgoingEmail;
+use crate::service::attempts::{self, Counter, Outcome};
 use crate::state::AppState;
 use crate::store::audit::{self, Event};
 use crate::store::email_tokens::{self, Purpose, Unusable};
 use crate::store::entities::sessions::Model as Session;
 use crate::store::entities::users::Model as User;
 use crate::store::users::{CreateUserError, NewUser};
-use crate::store::{login_throttle, sessions, users};
+use crate::store::{sessions, users};
 
 /// Longest display name accepted.
 pub const MAX_NAME_CHARS: usize = 100;
@@ -303,36 +303,18 @@ pub struct NewSession {
     pub user: User,
 }
 
-pub(crate) fn throttle_policy(state: &AppState) -> ThrottlePolicy {
-    let s = &state.settings.login;
-    ThrottlePolicy {
-        free_failures: s.free_failures,
-        base_delay_secs: s.base_delay_secs,
-        max_delay_secs: s.max_delay_secs,
-    }
-}
-
-/// The throttle row's key: an HMAC of the normalized email, so the table
-/// holds no addresses (and counts unknown emails exactly like known ones).
-pub(crate) fn throttle_key(state: &AppState, email: &str) -> String {
-    state
-        .throttle_key
-        .sign(users::normalize_email(email).as_bytes())
-}
-
-/// Checks email and password. Failures are counted per email in the
-/// database (shared by all nodes); past `login.free_failures` each failure
-/// locks the email for a doubling delay. Unknown emails are counted and
-/// delayed the same way and cost the same argon2 time. Every outcome is
-/// recorded in the audit log with `ip`, the client's address.
+/// Checks email and password through the password [`Counter`] of the
+/// email: the attempt is claimed in the database before argon2 runs (shared
+/// by all nodes); past `login.free_failures` each failure locks the email
+/// for a doubling delay. Unknown emails are counted and delayed the same way
+/// and cost the same argon2 time. Every outcome is recorded in the audit log
+/// with `ip`, the client's address.
 pub async fn login(
     state: &AppState,
     email: &str,
     password: &str,
     ip: Option<&str>,
 ) -> Result<Result<NewSession, LoginError>, AccountError> {
-    let now = now(state);
-    let key = throttle_key(state, email);
     let user = if check_email(email).is_none() {
         users::find_by_email(&state.db, email).await?
     } else {
@@ -340,30 +322,39 @@ pub async fn login(
     };
     let user_id = user.as_ref().map(|u| u.id.clone());
     let user_id = user_id.as_deref();
-    if let Some(retry_after_secs) = login_throttle::locked_for(&state.db, &key, now).await? {
-        audit_sign_in(state, "locked", user_id, ip, None).await?;
-        return Ok(Err(LoginError::Locked { retry_after_secs }));
-    }
-
-    let verified = match &user {
-        Some(user) => {
-            state
-                .hasher
-                .verify(password.to_owned(), user.password_hash.clone())
-                .await
-        }
-        None => state.hasher.verify_dummy(password.to_owned()).await,
-    };
-    let Some(user) = user.filter(|_| verified) else {
-        let (failures, lock) =
-            login_throttle::fail(&state.db, &key, now, &throttle_policy(state)).await?;
-        let detail = if user_id.is_some() {
-            "wrong password"
-        } else {
-            "unknown email"
+    let counter = Counter::password(state, email);
+    let verified = attempts::attempt(state, &counter, async {
+        let right = match &user {
+            Some(user) => {
+                state
+                    .hasher
+                    .verify(password.to_owned(), user.password_hash.clone())
+                    .await
+            }
+            None => state.hasher.verify_dummy(password.to_owned()).await,
         };
-        audit_sign_in(state, "failure", user_id, ip, Some(detail)).await?;
-        if let Some(delay) = lock {
+        Ok(user.clone().filter(|_| right))
+    })
+    .await?;
+    let user = match verified {
+        Outcome::Passed(user) => user,
+        Outcome::Locked { retry_after_secs } => {
+            audit_sign_in(state, "locked", user_id, ip, None).await?;
+            return Ok(Err(LoginError::Locked { retry_after_secs }));
+        }
+        Outcome::Failed {
+            failures,
+            lock_secs,
+        } => {
+            let detail = if user_id.is_some() {
+                "wrong password"
+            } else {
+                "unknown email"
+            };
+            audit_sign_in(state, "failure", user_id, ip, Some(detail)).await?;
+            let Some(delay) = lock_secs else {
+                return Ok(Err(LoginError::Invalid));
+            };
             tracing::warn!(
                 failures,
                 delay_secs = delay,
@@ -388,9 +379,7 @@ pub async fn login(
                 retry_after_secs: delay,
             }));
         }
-        return Ok(Err(LoginError::Invalid));
     };
-    login_throttle::clear(&state.db, &key).await?;
     if user.disabled {
         audit_sign_in(state, "failure", user_id, ip, Some("account disabled")).await?;
         return Ok(Err(LoginError::Disabled));
@@ -574,7 +563,7 @@ pub async fn reset_password(
     users::set_email_verified(&state.db, &user_id, now).await?;
     let ended = sessions::delete_for_user(&state.db, &user_id).await?;
     if let Some(user) = users::find_by_id(&state.db, &user_id).await? {
-        login_throttle::clear(&state.db, &throttle_key(state, &user.email)).await?;
+        Counter::password(state, &user.email).reset(state).await?;
     }
     tracing::info!(%user_id, sessions_ended = ended, "password reset");
     Ok(Ok(()))

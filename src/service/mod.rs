@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod api_keys;
+pub mod attempts;
 pub mod clients;
 pub mod logout;
 pub mod oidc;

@@ -1,20 +1,22 @@
 //! Two-factor authentication: activation by QR code, the code check with
 //! replay protection and throttling, recovery codes, deactivation.
 //!
-//! Every check of a code goes through `check_code`: the throttle first (a
-//! locked user is refused even a valid code), then the code, then the atomic
-//! acceptance of its time-step (or of the recovery code) in the database.
+//! Every check of a code goes through `check_code`: the attempt is claimed
+//! on the user's second-factor counter first (`service::attempts`: a locked
+//! user is refused even a valid code, and a burst gets no more checks than
+//! the limit), then the code, then the atomic acceptance of its time-step
+//! (or of the recovery code) in the database.
 
-use crate::auth::throttle::ThrottlePolicy;
 use crate::auth::totp::{self, TotpParams, sealed};
 use crate::crypto::{PurposeKey, sha256_hex};
 use crate::email::OutgoingEmail;
-use crate::service::accounts::{self, AccountError};
+use crate::service::accounts::AccountError;
+use crate::service::attempts::{self, Counter, Outcome};
 use crate::state::AppState;
 use crate::store::audit::{self, Event};
 use crate::store::entities::totp_credentials::Model as Credential;
 use crate::store::entities::users::Model as User;
-use crate::store::{login_throttle, recovery_codes, sessions, totp as store, users};
+use crate::store::{recovery_codes, sessions, totp as store, users};
 
 /// The key that seals TOTP secrets: derived from the master key for this one
 /// purpose, so no other use of the master key can decrypt them.
@@ -28,21 +30,6 @@ fn sealing_key(state: &AppState) -> [u8; 32] {
 
 fn now(state: &AppState) -> i64 {
     state.clock.now().timestamp()
-}
-
-/// Wrong codes are counted per user in the sign-in throttle table, under a
-/// key of their own, separately from wrong passwords.
-fn throttle_key(user_id: &str) -> String {
-    format!("otp:{user_id}")
-}
-
-fn policy(state: &AppState) -> ThrottlePolicy {
-    let t = &state.settings.totp;
-    ThrottlePolicy {
-        free_failures: t.free_failures,
-        base_delay_secs: t.base_delay_secs,
-        max_delay_secs: t.max_delay_secs,
-    }
 }
 
 async fn audit(
@@ -159,38 +146,35 @@ async fn check_code(
     ip: Option<&str>,
 ) -> Result<Result<Passed, CodeError>, AccountError> {
     let now = now(state);
-    let key = throttle_key(&user.id);
-    if let Some(retry_after_secs) = login_throttle::locked_for(&state.db, &key, now).await? {
-        audit(state, "totp.check", "locked", &user.id, ip, None).await?;
-        return Ok(Err(CodeError::Locked { retry_after_secs }));
-    }
     let Some(credential) = store::get(&state.db, &user.id)
         .await?
         .filter(|c| c.enabled == enabled)
     else {
         return Ok(Err(CodeError::NoCredential));
     };
-
-    let passed = match totp_step(state, user, &credential, input, now) {
-        Some(step) if store::accept_step(&state.db, &user.id, step as i64, enabled).await? => {
-            Some(Passed::Totp)
-        }
-        Some(_) => None, // a replay of this step or an older one
-        None if allow_recovery => match totp::normalize_recovery_code(input) {
-            Some(code)
-                if recovery_codes::consume(&state.db, &user.id, &sha256_hex(&code), now)
-                    .await? =>
-            {
-                Some(Passed::RecoveryCode)
+    let counter = Counter::second_factor(state, &user.id);
+    let checked = attempts::attempt(state, &counter, async {
+        Ok(match totp_step(state, user, &credential, input, now) {
+            Some(step) if store::accept_step(&state.db, &user.id, step as i64, enabled).await? => {
+                Some(Passed::Totp)
             }
-            _ => None,
-        },
-        None => None,
-    };
+            Some(_) => None, // a replay of this step or an older one
+            None if allow_recovery => match totp::normalize_recovery_code(input) {
+                Some(code)
+                    if recovery_codes::consume(&state.db, &user.id, &sha256_hex(&code), now)
+                        .await? =>
+                {
+                    Some(Passed::RecoveryCode)
+                }
+                _ => None,
+            },
+            None => None,
+        })
+    })
+    .await?;
 
-    match passed {
-        Some(passed) => {
-            login_throttle::clear(&state.db, &key).await?;
+    match checked {
+        Outcome::Passed(passed) => {
             let kind = match passed {
                 Passed::Totp => "totp.check",
                 Passed::RecoveryCode => "recovery_code.used",
@@ -198,11 +182,16 @@ async fn check_code(
             audit(state, kind, "success", &user.id, ip, None).await?;
             Ok(Ok(passed))
         }
-        None => {
-            let (failures, lock) =
-                login_throttle::fail(&state.db, &key, now, &policy(state)).await?;
+        Outcome::Locked { retry_after_secs } => {
+            audit(state, "totp.check", "locked", &user.id, ip, None).await?;
+            Ok(Err(CodeError::Locked { retry_after_secs }))
+        }
+        Outcome::Failed {
+            failures,
+            lock_secs,
+        } => {
             audit(state, "totp.check", "failure", &user.id, ip, None).await?;
-            if let Some(delay) = lock {
+            if let Some(delay) = lock_secs {
                 let detail = format!("{failures} consecutive failures; locked {delay} s");
                 audit(state, "totp.lockout", "locked", &user.id, ip, Some(&detail)).await?;
                 return Ok(Err(CodeError::Locked {
@@ -322,41 +311,43 @@ pub async fn deactivate(
     code: &str,
     ip: Option<&str>,
 ) -> Result<Result<(), DeactivateError>, AccountError> {
-    // The password is throttled here exactly as at sign-in, so this form is
-    // no way around the sign-in lockout.
-    let now = now(state);
-    let password_key = accounts::throttle_key(state, &user.email);
-    if let Some(retry_after_secs) =
-        login_throttle::locked_for(&state.db, &password_key, now).await?
-    {
-        return Ok(Err(DeactivateError::Code(CodeError::Locked {
-            retry_after_secs,
-        })));
-    }
-    let password_ok = state
-        .hasher
-        .verify(password.to_owned(), user.password_hash.clone())
-        .await;
-    if !password_ok {
-        audit(
-            state,
-            "totp.deactivate",
-            "failure",
-            &user.id,
-            ip,
-            Some("wrong password"),
-        )
-        .await?;
-        let policy = accounts::throttle_policy(state);
-        let (_, lock) = login_throttle::fail(&state.db, &password_key, now, &policy).await?;
-        if let Some(delay) = lock {
+    // The password goes through the sign-in counter of this email, so this
+    // form is no way around the sign-in lockout.
+    let counter = Counter::password(state, &user.email);
+    let checked = attempts::attempt(state, &counter, async {
+        let right = state
+            .hasher
+            .verify(password.to_owned(), user.password_hash.clone())
+            .await;
+        Ok(right.then_some(()))
+    })
+    .await?;
+    match checked {
+        Outcome::Passed(()) => {}
+        Outcome::Locked { retry_after_secs } => {
+            audit(state, "totp.deactivate", "locked", &user.id, ip, None).await?;
             return Ok(Err(DeactivateError::Code(CodeError::Locked {
-                retry_after_secs: delay,
+                retry_after_secs,
             })));
         }
-        return Ok(Err(DeactivateError::WrongPassword));
+        Outcome::Failed { lock_secs, .. } => {
+            audit(
+                state,
+                "totp.deactivate",
+                "failure",
+                &user.id,
+                ip,
+                Some("wrong password"),
+            )
+            .await?;
+            return Ok(Err(match lock_secs {
+                Some(delay) => DeactivateError::Code(CodeError::Locked {
+                    retry_after_secs: delay,
+                }),
+                None => DeactivateError::WrongPassword,
+            }));
+        }
     }
-    login_throttle::clear(&state.db, &password_key).await?;
     if let Err(e) = check_code(state, user, code, true, false, ip).await? {
         return Ok(Err(DeactivateError::Code(e)));
     }
@@ -380,7 +371,7 @@ pub async fn deactivate(
 async fn remove(state: &AppState, user_id: &str) -> Result<(), AccountError> {
     store::delete(&state.db, user_id).await?;
     recovery_codes::delete_all(&state.db, user_id).await?;
-    login_throttle::clear(&state.db, &throttle_key(user_id)).await?;
+    Counter::second_factor(state, user_id).reset(state).await?;
     Ok(())
 }
 

@@ -449,3 +449,33 @@ pub fn write_config(dir: &Path, db: &TestDatabase, extra: &str) -> PathBuf {
     std::fs::write(&path, text).expect("write config");
     path
 }
+
+/// Runs futures concurrently on the current runtime (no extra dependency).
+pub async fn join_all<T, F: std::future::Future<Output = T>>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<T> {
+    // Polled together on this task: the requests are in flight at once.
+    let mut pending: Vec<_> = futures.map(|f| Some(Box::pin(f))).collect();
+    let mut results: Vec<Option<T>> = (0..pending.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut all_done = true;
+        for (i, slot) in pending.iter_mut().enumerate() {
+            if let Some(fut) = slot {
+                match fut.as_mut().poll(cx) {
+                    std::task::Poll::Ready(page) => {
+                        results[i] = Some(page);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => all_done = false,
+                }
+            }
+        }
+        if all_done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    results.into_iter().map(Option::unwrap).collect()
+}

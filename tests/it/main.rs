@@ -18,5 +18,6 @@ mod logout;
 mod oidc;
 mod oidc_rules;
 mod store_append;
+mod throttle_race;
 mod tokens;
 mod two_factor;

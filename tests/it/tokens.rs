@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::accounts::PASSWORD;
 use crate::browser::Browser;
-use crate::helpers::{Backend, TestApp, oidc_http, stderr, stepgate, write_config};
+use crate::helpers::{Backend, TestApp, join_all, oidc_http, stderr, stepgate, write_config};
 use crate::oidc::{Rp, TestClient, payload, query, register, relying_party, spawn, until_client};
 use crate::on_both_backends;
 
@@ -303,34 +303,6 @@ async fn concurrent_refreshes_yield_one_success(backend: Backend) {
     assert_eq!(again.status(), StatusCode::BAD_REQUEST);
     let body: serde_json::Value = again.json().await.unwrap();
     assert_eq!(body["error"], "invalid_grant", "{body}");
-}
-
-async fn join_all<T, F: std::future::Future<Output = T>>(
-    futures: impl Iterator<Item = F>,
-) -> Vec<T> {
-    let mut pending: Vec<_> = futures.map(|f| Some(Box::pin(f))).collect();
-    let mut results: Vec<Option<T>> = pending.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut done = true;
-        for (i, slot) in pending.iter_mut().enumerate() {
-            if let Some(f) = slot {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => {
-                        results[i] = Some(v);
-                        *slot = None;
-                    }
-                    std::task::Poll::Pending => done = false,
-                }
-            }
-        }
-        if done {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-    results.into_iter().map(Option::unwrap).collect()
 }
 
 async fn refresh_scope_may_narrow_but_not_widen(backend: Backend) {

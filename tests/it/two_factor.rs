@@ -12,7 +12,9 @@ use stepgate::clock::{Clock, FixedClock};
 
 use crate::accounts::{PASSWORD, sign_in};
 use crate::browser::{Browser, Page, emails_to};
-use crate::helpers::{Backend, TestApp, spawn_app_with_clock, stderr, stepgate, write_config};
+use crate::helpers::{
+    Backend, TestApp, join_all, spawn_app_with_clock, stderr, stepgate, write_config,
+};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -559,7 +561,7 @@ async fn one_code_raced_by_many_requests_is_accepted_once(backend: Backend) {
         let code = code.clone();
         async move { b.submit_raw(page, "/login/2fa", &[("code", &code)]).await }
     });
-    let answers = futures_join_all(attempts).await;
+    let answers = join_all(attempts).await;
     let accepted = answers
         .iter()
         .filter(|a| a.status == StatusCode::SEE_OTHER)
@@ -579,34 +581,4 @@ async fn one_code_raced_by_many_requests_is_accepted_once(backend: Backend) {
         answers.iter().map(|a| a.status).collect::<Vec<_>>()
     );
     assert_eq!(refused, 7);
-}
-
-/// Runs futures concurrently on the current runtime (no extra dependency).
-async fn futures_join_all<F: std::future::Future<Output = Page>>(
-    futures: impl Iterator<Item = F>,
-) -> Vec<Page> {
-    // Polled together on this task: the requests are in flight at once.
-    let mut pending: Vec<_> = futures.map(|f| Some(Box::pin(f))).collect();
-    let mut results: Vec<Option<Page>> = (0..pending.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut all_done = true;
-        for (i, slot) in pending.iter_mut().enumerate() {
-            if let Some(fut) = slot {
-                match fut.as_mut().poll(cx) {
-                    std::task::Poll::Ready(page) => {
-                        results[i] = Some(page);
-                        *slot = None;
-                    }
-                    std::task::Poll::Pending => all_done = false,
-                }
-            }
-        }
-        if all_done {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-    results.into_iter().map(Option::unwrap).collect()
 }
