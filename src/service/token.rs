@@ -261,6 +261,9 @@ async fn revoke_code(state: &AppState, code_hash: &str) -> Result<(), AccountErr
 
 // ---------------------------------------------------------------- authorization_code
 
+/// What any client but the code's own hears about a code, known or not.
+const CODE_NOT_VALID: &str = "the code is not valid";
+
 /// RFC 6749 §4.1.2: a code used twice revokes what it was exchanged for.
 async fn code_replayed(
     state: &AppState,
@@ -292,20 +295,28 @@ pub async fn redeem_code(
     let now = now(state);
     let code_hash = sha256_hex(code);
     let Some(row) = authorization_codes::find(&state.db, &code_hash).await? else {
-        return invalid_grant("the code is not valid");
+        return invalid_grant(CODE_NOT_VALID);
     };
+    // RFC 6749 §4.1.3: the code must have been issued to the authenticated
+    // client, and redirect_uri must be the authorization request's. Both
+    // are checked before anything else about the code: to any other client
+    // it is an unknown code (the same words), so a foreign client learns
+    // nothing (used, expired) and cannot set off the replay revocation
+    // below against the client that owns the code.
+    if row.client_id != client.client_id {
+        return invalid_grant(CODE_NOT_VALID);
+    }
+    if redirect_uri != Some(row.redirect_uri.as_str()) {
+        return invalid_grant("redirect_uri does not match the authorization request");
+    }
+    // RFC 6749 §4.1.2, RFC 9700 §4.5: the code's own client presenting it
+    // again revokes what it bought (one of the two redemptions was not the
+    // client's).
     if row.used_at.is_some() {
         return code_replayed(state, client, &code_hash, &row.user_id).await;
     }
     if row.expires_at <= now {
         return invalid_grant("the code has expired");
-    }
-    if row.client_id != client.client_id {
-        return invalid_grant("the code was issued to another client");
-    }
-    // RFC 6749 §4.1.3: the same redirect_uri as in the authorization request.
-    if redirect_uri != Some(row.redirect_uri.as_str()) {
-        return invalid_grant("redirect_uri does not match the authorization request");
     }
     match (&row.code_challenge, code_verifier) {
         (Some(challenge), Some(verifier)) => {
