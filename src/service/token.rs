@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use crate::crypto::{random_token, sha256_hex};
 use crate::protocol::error::{OAuthError, OAuthErrorCode};
+use crate::protocol::introspect::{Caller, Presented, may_introspect};
 use crate::protocol::jwt::{self, AccessTokenClaims, IdTokenClaims};
 use crate::protocol::pkce;
 use crate::protocol::scope::Scopes;
@@ -660,13 +661,28 @@ fn access_token_jti(state: &AppState, token: &str) -> Option<String> {
 // ---------------------------------------------------------------- introspection
 
 /// RFC 7662 §2.2: what a token is, or `{"active": false}` when it is not
-/// usable (unknown, expired, revoked, or its user disabled). Answers for
+/// usable (unknown, expired, revoked, or its user disabled) or not for
+/// `client` to know (§4: `protocol::introspect::may_introspect`; the same
+/// answer, so a refusal does not tell that the token exists). Answers for
 /// personal API keys too (`token_type: "api_key"`), so resource servers
 /// validate them the same way.
-pub async fn introspect(state: &AppState, token: &str) -> Result<Value, AccountError> {
+pub async fn introspect(
+    state: &AppState,
+    client: &Client,
+    token: &str,
+) -> Result<Value, AccountError> {
     let now = now(state);
     let inactive = json!({ "active": false });
+    let caller = Caller {
+        client_id: &client.client_id,
+        resource_server: client.introspect,
+    };
     if api_keys::is_api_key(token) {
+        // Decided before the key is looked up, so a refused caller neither
+        // learns anything from timing nor marks the key as used.
+        if !may_introspect(caller, Presented::ApiKey) {
+            return Ok(inactive);
+        }
         return Ok(match api_keys::verify(state, token).await? {
             Some((key, user)) => {
                 let mut answer = json!({
@@ -685,29 +701,45 @@ pub async fn introspect(state: &AppState, token: &str) -> Result<Value, AccountE
             None => inactive,
         });
     }
-    match presented_access_token(state, token, now).await? {
-        PresentedAccessToken::NotOurs => {}
-        PresentedAccessToken::Dead => return Ok(inactive),
-        PresentedAccessToken::Live { claims, row, user } => {
-            // A user's token lives only while the user exists and is enabled.
-            if row.user_id.is_some() && user.is_none_or(|u| u.disabled) {
-                return Ok(inactive);
+    if !may_introspect(caller, Presented::AccessToken) {
+        // An access token is known by its signature alone (expired ones
+        // too), before any database read: to this caller it is inactive.
+        // Anything else may still be the caller's own refresh token.
+        if access_token_jti(state, token).is_some() {
+            return Ok(inactive);
+        }
+    } else {
+        match presented_access_token(state, token, now).await? {
+            PresentedAccessToken::NotOurs => {}
+            PresentedAccessToken::Dead => return Ok(inactive),
+            PresentedAccessToken::Live { claims, row, user } => {
+                // A user's token lives only while the user exists and is
+                // enabled.
+                if row.user_id.is_some() && user.is_none_or(|u| u.disabled) {
+                    return Ok(inactive);
+                }
+                return Ok(json!({
+                    "active": true,
+                    "token_type": "Bearer",
+                    "scope": claims.scope,
+                    "client_id": claims.client_id,
+                    "sub": claims.sub,
+                    "aud": claims.aud,
+                    "iss": claims.iss,
+                    "exp": claims.exp,
+                    "iat": claims.iat,
+                    "jti": claims.jti,
+                }));
             }
-            return Ok(json!({
-                "active": true,
-                "token_type": "Bearer",
-                "scope": claims.scope,
-                "client_id": claims.client_id,
-                "sub": claims.sub,
-                "aud": claims.aud,
-                "iss": claims.iss,
-                "exp": claims.exp,
-                "iat": claims.iat,
-                "jti": claims.jti,
-            }));
         }
     }
     if let Some(row) = refresh_tokens::find(&state.db, &sha256_hex(token)).await? {
+        let issued_to = Presented::RefreshToken {
+            issued_to: &row.client_id,
+        };
+        if !may_introspect(caller, issued_to) {
+            return Ok(inactive);
+        }
         let live = row.used_at.is_none()
             && row.revoked_at.is_none()
             && row.idle_expires_at > now

@@ -1044,7 +1044,7 @@ async fn only_the_codes_own_client_can_set_off_its_replay_revocation(backend: Ba
     let owner = register(&app, &["--first-party"]);
     let other = register(&app, &["--first-party"]);
     let public = register(&app, &["--first-party", "--public"]);
-    let resource_server = register(&app, &[]);
+    let resource_server = register(&app, &["--introspect"]);
     let browser = app.browser();
     let bad = StatusCode::BAD_REQUEST;
     let offline = [("scope", "openid offline_access")];
