@@ -101,6 +101,10 @@ enum ClientCommand {
         /// One of our own applications: no consent page.
         #[arg(long)]
         first_party: bool,
+        /// A resource server: may introspect access tokens issued to any
+        /// client, and personal API keys (confidential clients only).
+        #[arg(long)]
+        introspect: bool,
         /// Where RP-initiated logout may send people back. Repeat for several.
         #[arg(long = "post-logout-redirect-uri", value_name = "URI")]
         post_logout_redirect_uris: Vec<String>,
@@ -401,6 +405,7 @@ fn print_client(client: &Client) {
     );
     println!("require_mfa: {}", client.require_mfa);
     println!("first_party: {}", client.first_party);
+    println!("introspect: {}", client.introspect);
     println!("created_at: {}", client.created_at);
 }
 
@@ -414,6 +419,7 @@ async fn client(command: ClientCommand, settings: Settings) -> anyhow::Result<()
             public,
             require_mfa,
             first_party,
+            introspect,
             post_logout_redirect_uris,
             grant_types,
             scopes,
@@ -432,6 +438,7 @@ async fn client(command: ClientCommand, settings: Settings) -> anyhow::Result<()
                 public,
                 require_mfa,
                 first_party,
+                introspect,
                 grant_types: (!grant_types.is_empty()).then_some(grant_types),
                 scopes: (!scopes.is_empty()).then_some(scopes),
             };

@@ -66,6 +66,11 @@ pub struct Client {
     pub token_endpoint_auth_method: String,
     pub require_mfa: bool,
     pub first_party: bool,
+    /// A resource server: may introspect access tokens issued to any
+    /// client, and API keys (RFC 7662 §4; `protocol::introspect`). Set at
+    /// registration only, so a cached client (`ClientCache`) never carries
+    /// a stale value of it.
+    pub introspect: bool,
     pub created_at: i64,
 }
 
@@ -105,6 +110,7 @@ impl Client {
             token_endpoint_auth_method: row.token_endpoint_auth_method,
             require_mfa: row.require_mfa,
             first_party: row.first_party,
+            introspect: row.introspect,
             created_at: row.created_at,
         })
     }
@@ -120,6 +126,9 @@ pub struct NewClient {
     pub public: bool,
     pub require_mfa: bool,
     pub first_party: bool,
+    /// Registers a resource server, allowed to introspect access tokens and
+    /// API keys.
+    pub introspect: bool,
     pub grant_types: Option<Vec<String>>,
     pub scopes: Option<Vec<String>>,
 }
@@ -328,6 +337,14 @@ fn check_new_client(new: NewClient) -> Result<Checked, String> {
     }
     let post_logout_redirect_uris =
         check_uris("post-logout redirect URI", new.post_logout_redirect_uris)?;
+    // RFC 7662 §2.1: the introspection endpoint needs client
+    // authentication, which a public client's bare client_id is not.
+    if new.introspect && new.public {
+        return Err(
+            "introspect: a public client cannot introspect tokens: it has no secret to authenticate with (RFC 7662 §2.1); register the resource server as a confidential client"
+                .into(),
+        );
+    }
     Ok(Checked {
         name,
         redirect_uris,
@@ -345,7 +362,8 @@ pub async fn create(
     state: &AppState,
     new: NewClient,
 ) -> Result<(Client, Option<String>), ClientError> {
-    let (public, require_mfa, first_party) = (new.public, new.require_mfa, new.first_party);
+    let (public, require_mfa, first_party, introspect) =
+        (new.public, new.require_mfa, new.first_party, new.introspect);
     let checked = check_new_client(new).map_err(ClientError::Invalid)?;
     let client_id = random_id();
     let secret = (!public).then(random_token);
@@ -368,6 +386,7 @@ pub async fn create(
             },
             require_mfa,
             first_party,
+            introspect,
         },
         now(state),
     )
@@ -762,6 +781,24 @@ mod tests {
         );
         assert!(check_grant_types(Some(vec![GRANT_CLIENT_CREDENTIALS.into()]), false).is_ok());
         assert_eq!(check_grant_types(None, true).unwrap(), DEFAULT_GRANT_TYPES);
+    }
+
+    #[test]
+    fn only_a_confidential_client_may_introspect() {
+        let err = check_new_client(NewClient {
+            public: true,
+            introspect: true,
+            ..new_client()
+        })
+        .unwrap_err();
+        assert!(err.starts_with("introspect: a public client"), "{err}");
+        assert!(
+            check_new_client(NewClient {
+                introspect: true,
+                ..new_client()
+            })
+            .is_ok()
+        );
     }
 
     #[test]

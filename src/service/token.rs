@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use crate::crypto::{random_token, sha256_hex};
 use crate::protocol::error::{OAuthError, OAuthErrorCode};
+use crate::protocol::introspect::{Caller, Presented, may_introspect};
 use crate::protocol::jwt::{self, AccessTokenClaims, IdTokenClaims};
 use crate::protocol::pkce;
 use crate::protocol::scope::Scopes;
@@ -261,6 +262,9 @@ async fn revoke_code(state: &AppState, code_hash: &str) -> Result<(), AccountErr
 
 // ---------------------------------------------------------------- authorization_code
 
+/// What any client but the code's own hears about a code, known or not.
+const CODE_NOT_VALID: &str = "the code is not valid";
+
 /// RFC 6749 §4.1.2: a code used twice revokes what it was exchanged for.
 async fn code_replayed(
     state: &AppState,
@@ -292,20 +296,28 @@ pub async fn redeem_code(
     let now = now(state);
     let code_hash = sha256_hex(code);
     let Some(row) = authorization_codes::find(&state.db, &code_hash).await? else {
-        return invalid_grant("the code is not valid");
+        return invalid_grant(CODE_NOT_VALID);
     };
+    // RFC 6749 §4.1.3: the code must have been issued to the authenticated
+    // client, and redirect_uri must be the authorization request's. Both
+    // are checked before anything else about the code: to any other client
+    // it is an unknown code (the same words), so a foreign client learns
+    // nothing (used, expired) and cannot set off the replay revocation
+    // below against the client that owns the code.
+    if row.client_id != client.client_id {
+        return invalid_grant(CODE_NOT_VALID);
+    }
+    if redirect_uri != Some(row.redirect_uri.as_str()) {
+        return invalid_grant("redirect_uri does not match the authorization request");
+    }
+    // RFC 6749 §4.1.2, RFC 9700 §4.5: the code's own client presenting it
+    // again revokes what it bought (one of the two redemptions was not the
+    // client's).
     if row.used_at.is_some() {
         return code_replayed(state, client, &code_hash, &row.user_id).await;
     }
     if row.expires_at <= now {
         return invalid_grant("the code has expired");
-    }
-    if row.client_id != client.client_id {
-        return invalid_grant("the code was issued to another client");
-    }
-    // RFC 6749 §4.1.3: the same redirect_uri as in the authorization request.
-    if redirect_uri != Some(row.redirect_uri.as_str()) {
-        return invalid_grant("redirect_uri does not match the authorization request");
     }
     match (&row.code_challenge, code_verifier) {
         (Some(challenge), Some(verifier)) => {
@@ -649,13 +661,28 @@ fn access_token_jti(state: &AppState, token: &str) -> Option<String> {
 // ---------------------------------------------------------------- introspection
 
 /// RFC 7662 §2.2: what a token is, or `{"active": false}` when it is not
-/// usable (unknown, expired, revoked, or its user disabled). Answers for
+/// usable (unknown, expired, revoked, or its user disabled) or not for
+/// `client` to know (§4: `protocol::introspect::may_introspect`; the same
+/// answer, so a refusal does not tell that the token exists). Answers for
 /// personal API keys too (`token_type: "api_key"`), so resource servers
 /// validate them the same way.
-pub async fn introspect(state: &AppState, token: &str) -> Result<Value, AccountError> {
+pub async fn introspect(
+    state: &AppState,
+    client: &Client,
+    token: &str,
+) -> Result<Value, AccountError> {
     let now = now(state);
     let inactive = json!({ "active": false });
+    let caller = Caller {
+        client_id: &client.client_id,
+        resource_server: client.introspect,
+    };
     if api_keys::is_api_key(token) {
+        // Decided before the key is looked up, so a refused caller neither
+        // learns anything from timing nor marks the key as used.
+        if !may_introspect(caller, Presented::ApiKey) {
+            return Ok(inactive);
+        }
         return Ok(match api_keys::verify(state, token).await? {
             Some((key, user)) => {
                 let mut answer = json!({
@@ -674,29 +701,45 @@ pub async fn introspect(state: &AppState, token: &str) -> Result<Value, AccountE
             None => inactive,
         });
     }
-    match presented_access_token(state, token, now).await? {
-        PresentedAccessToken::NotOurs => {}
-        PresentedAccessToken::Dead => return Ok(inactive),
-        PresentedAccessToken::Live { claims, row, user } => {
-            // A user's token lives only while the user exists and is enabled.
-            if row.user_id.is_some() && user.is_none_or(|u| u.disabled) {
-                return Ok(inactive);
+    if !may_introspect(caller, Presented::AccessToken) {
+        // An access token is known by its signature alone (expired ones
+        // too), before any database read: to this caller it is inactive.
+        // Anything else may still be the caller's own refresh token.
+        if access_token_jti(state, token).is_some() {
+            return Ok(inactive);
+        }
+    } else {
+        match presented_access_token(state, token, now).await? {
+            PresentedAccessToken::NotOurs => {}
+            PresentedAccessToken::Dead => return Ok(inactive),
+            PresentedAccessToken::Live { claims, row, user } => {
+                // A user's token lives only while the user exists and is
+                // enabled.
+                if row.user_id.is_some() && user.is_none_or(|u| u.disabled) {
+                    return Ok(inactive);
+                }
+                return Ok(json!({
+                    "active": true,
+                    "token_type": "Bearer",
+                    "scope": claims.scope,
+                    "client_id": claims.client_id,
+                    "sub": claims.sub,
+                    "aud": claims.aud,
+                    "iss": claims.iss,
+                    "exp": claims.exp,
+                    "iat": claims.iat,
+                    "jti": claims.jti,
+                }));
             }
-            return Ok(json!({
-                "active": true,
-                "token_type": "Bearer",
-                "scope": claims.scope,
-                "client_id": claims.client_id,
-                "sub": claims.sub,
-                "aud": claims.aud,
-                "iss": claims.iss,
-                "exp": claims.exp,
-                "iat": claims.iat,
-                "jti": claims.jti,
-            }));
         }
     }
     if let Some(row) = refresh_tokens::find(&state.db, &sha256_hex(token)).await? {
+        let issued_to = Presented::RefreshToken {
+            issued_to: &row.client_id,
+        };
+        if !may_introspect(caller, issued_to) {
+            return Ok(inactive);
+        }
         let live = row.used_at.is_none()
             && row.revoked_at.is_none()
             && row.idle_expires_at > now

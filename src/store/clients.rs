@@ -24,6 +24,8 @@ pub struct NewClientRow<'a> {
     pub token_endpoint_auth_method: &'a str,
     pub require_mfa: bool,
     pub first_party: bool,
+    /// A resource server, allowed to introspect access tokens and API keys.
+    pub introspect: bool,
 }
 
 /// A list column's text.
@@ -59,6 +61,7 @@ pub async fn insert(
         token_endpoint_auth_method: Set(new.token_endpoint_auth_method.to_owned()),
         require_mfa: Set(new.require_mfa),
         first_party: Set(new.first_party),
+        introspect: Set(new.introspect),
         created_at: Set(now),
         updated_at: Set(now),
     }

@@ -89,7 +89,12 @@ async fn post_create(
 }
 
 /// Creates a key from the page without 2FA in the way; returns the key.
-async fn create_key(browser: &Browser, name: &str, scopes: &[&str], expires: &str) -> String {
+pub(crate) async fn create_key(
+    browser: &Browser,
+    name: &str,
+    scopes: &[&str],
+    expires: &str,
+) -> String {
     let page = browser.get(PAGE).await;
     let done = post_create(browser, &page, name, scopes, expires).await;
     assert_eq!(done.status, StatusCode::OK, "{}", done.html);
@@ -525,9 +530,9 @@ async fn keys_belong_to_their_owner_and_forms_are_guarded(backend: Backend) {
     create_key(&ada, "decade", &[], "3650").await;
 }
 
-/// RFC 7662: a resource server (a registered confidential client) checks a
-/// key at /introspect and gets `token_type: "api_key"`, `sub` and `scope`;
-/// a revoked key is inactive.
+/// RFC 7662: a resource server (a confidential client registered with
+/// `--introspect`) checks a key at /introspect and gets `token_type:
+/// "api_key"`, `sub` and `scope`; a revoked key is inactive.
 async fn resource_servers_validate_keys_by_introspection(backend: Backend) {
     let (app, _clock) = spawn(backend).await;
     app.create_user("auto@example.com", PASSWORD, true).await;
@@ -535,7 +540,7 @@ async fn resource_servers_validate_keys_by_introspection(backend: Backend) {
     let browser = app.browser();
     sign_in(&browser, "auto@example.com", PASSWORD).await;
     let key = create_key(&browser, "deploy bot", &["email"], "30").await;
-    let resource = crate::oidc::register(&app, &[]);
+    let resource = crate::oidc::register(&app, &["--introspect"]);
     let introspect = |token: String| {
         let app = &app;
         let resource = &resource;

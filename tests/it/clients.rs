@@ -31,6 +31,7 @@ on_both_backends!(
     a_deleted_client_is_gone,
     bad_registrations_are_refused_with_their_reason,
     a_client_id_may_start_with_a_hyphen,
+    clients_registered_before_the_introspect_flag_are_no_resource_servers,
 );
 
 /// A database, keys and a configuration file for `stepgate client …` runs.
@@ -146,6 +147,10 @@ async fn a_confidential_client_gets_a_secret_shown_once_and_stored_hashed(backen
     assert_eq!(created["token_endpoint_auth_method"], "client_secret_basic");
     assert_eq!(created["require_mfa"], true);
     assert_eq!(created["first_party"], true);
+    assert_eq!(
+        created["introspect"], false,
+        "a resource server on request only"
+    );
     assert!(created["created_at"].as_i64().unwrap() > 1_700_000_000);
 
     let state = registry.state().await;
@@ -267,9 +272,11 @@ async fn clients_are_listed_and_shown(backend: Backend) {
         "client_credentials",
         "--scope",
         "openid",
+        "--introspect",
         "--json",
     ]);
     assert_eq!(second["grant_types"], json!(["client_credentials"]));
+    assert_eq!(second["introspect"], true);
     assert_eq!(second["redirect_uris"], json!([]));
     let first_id = text(&first["client_id"]).to_owned();
     let second_id = text(&second["client_id"]).to_owned();
@@ -289,6 +296,8 @@ async fn clients_are_listed_and_shown(backend: Backend) {
         .collect();
     assert_eq!(ids, [first_id.as_str(), second_id.as_str()]);
     assert!(listed["clients"][0].get("client_secret").is_none());
+    assert_eq!(listed["clients"][0]["introspect"], false);
+    assert_eq!(listed["clients"][1]["introspect"], true);
 
     // Without --json, for people.
     let out = registry.run(&["client", "list"]);
@@ -297,6 +306,7 @@ async fn clients_are_listed_and_shown(backend: Backend) {
     assert!(listing.contains(&first_id) && listing.contains(&second_id));
     let out = registry.run(&["client", "show", &second_id]);
     assert!(stdout(&out).contains("grant_types: client_credentials"));
+    assert!(stdout(&out).contains("introspect: true"));
 
     let err = registry.refused(&["client", "show", "no-such-client", "--json"]);
     assert!(
@@ -509,6 +519,17 @@ async fn bad_registrations_are_refused_with_their_reason(backend: Backend) {
                 "A",
                 "--redirect-uri",
                 "https://a.example/cb",
+                "--public",
+                "--introspect",
+            ],
+            "introspect: a public client cannot introspect",
+        ),
+        (
+            &[
+                "--name",
+                "A",
+                "--redirect-uri",
+                "https://a.example/cb",
                 "--grant-type",
                 "password",
             ],
@@ -573,6 +594,7 @@ async fn a_client_id_may_start_with_a_hyphen(backend: Backend) {
             token_endpoint_auth_method: "client_secret_basic",
             require_mfa: false,
             first_party: false,
+            introspect: false,
         },
         1_800_000_000,
     )
@@ -587,4 +609,39 @@ async fn a_client_id_may_start_with_a_hyphen(backend: Backend) {
     assert_eq!(rotated["client_id"], client_id);
     registry.json(&["client", "delete", client_id, "--json"]);
     assert!(clients::find(&state, client_id).await.unwrap().is_none());
+}
+
+/// Migration 20261203_000002 adds `clients.introspect`: a client registered
+/// before it gets `false`, so an upgrade gives no client a new permission.
+async fn clients_registered_before_the_introspect_flag_are_no_resource_servers(backend: Backend) {
+    use migrations::MigratorTrait;
+    use sea_orm::ConnectionTrait;
+    let registry = Registry::new(backend).await;
+    let settings = test_settings(registry.dir.path(), &registry.db);
+    let db = store::connect(&settings).await.unwrap();
+    let before = migrations::Migrator::migrations()
+        .iter()
+        .position(|m| m.name() == "m20261203_000002_client_introspect")
+        .expect("the migration is listed");
+    migrations::Migrator::up(&db, Some(before as u32))
+        .await
+        .unwrap();
+    db.execute_unprepared(
+        "INSERT INTO clients (client_id, name, secret_hash, public, redirect_uris, \
+         post_logout_redirect_uris, grant_types, scopes, token_endpoint_auth_method, \
+         require_mfa, first_party, created_at, updated_at) VALUES ('old', 'Old', 'x', \
+         false, '[]', '[]', '[\"client_credentials\"]', '[\"profile\"]', \
+         'client_secret_basic', false, false, 1800000000, 1800000000)",
+    )
+    .await
+    .unwrap();
+    drop(db);
+
+    let state = registry.state().await;
+    let old = clients::find(&state, "old").await.unwrap().expect("kept");
+    assert!(!old.introspect);
+    assert_eq!(
+        registry.json(&["client", "show", "old", "--json"])["introspect"],
+        false
+    );
 }

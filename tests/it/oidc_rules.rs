@@ -33,6 +33,7 @@ on_both_backends!(
     consent_is_asked_remembered_and_refusable,
     form_post_answers_with_a_self_submitting_form,
     token_endpoint_checks_the_code_and_the_client,
+    only_the_codes_own_client_can_set_off_its_replay_revocation,
     userinfo_follows_the_token_and_the_scopes,
     discovery_publishes_what_is_implemented,
 );
@@ -1029,6 +1030,117 @@ async fn token_endpoint_checks_the_code_and_the_client(backend: Backend) {
     let code = code_without_pages(&app, &browser, &url).await;
     let answer = token(&app, Auth::Basic(&a), &redeem(&code)).await;
     assert_eq!(answer.0, StatusCode::OK);
+}
+
+/// RFC 6749 §4.1.3 before §4.1.2: a code is checked against the presenting
+/// client and its redirect_uri before anything else, so another client (a
+/// public one with a bare client_id, or a confidential one) hears exactly
+/// what an unknown code gets and revokes nothing of the owner's, and a
+/// wrong redirect_uri revokes nothing either; the owner presenting its used
+/// code again still revokes what the code bought (audit issue 14, item 8).
+async fn only_the_codes_own_client_can_set_off_its_replay_revocation(backend: Backend) {
+    let (app, clock) = spawn(backend).await;
+    app.create_user(EMAIL, PASSWORD, true).await;
+    let owner = register(&app, &["--first-party"]);
+    let other = register(&app, &["--first-party"]);
+    let public = register(&app, &["--first-party", "--public"]);
+    let resource_server = register(&app, &["--introspect"]);
+    let browser = app.browser();
+    let bad = StatusCode::BAD_REQUEST;
+    let offline = [("scope", "openid offline_access")];
+
+    let first = authorize_through_pages(&browser, &authorize(&owner.id, &offline), EMAIL).await;
+    let code = first["code"].clone();
+    let tokens = token(&app, Auth::Basic(&owner), &redeem(&code)).await;
+    assert_eq!(tokens.0, StatusCode::OK, "{}", tokens.1);
+    let access = tokens.1["access_token"].as_str().unwrap().to_owned();
+    let refresh_token = tokens.1["refresh_token"].as_str().unwrap().to_owned();
+
+    let unknown = token(&app, Auth::Basic(&other), &redeem("no-such-code")).await;
+    assert_token_error(&unknown, bad, "invalid_grant", "an unknown code");
+    let not_valid = unknown.1["error_description"].clone();
+    assert!(not_valid.is_string(), "{}", unknown.1);
+
+    // The used code, from two foreign clients: an unknown code to them.
+    let answer = token(&app, Auth::Basic(&other), &redeem(&code)).await;
+    assert_token_error(&answer, bad, "invalid_grant", "confidential thief");
+    assert_eq!(answer.1["error_description"], not_valid, "{}", answer.1);
+    let answer = token(&app, Auth::IdOnly(&public), &redeem(&code)).await;
+    assert_token_error(&answer, bad, "invalid_grant", "public thief");
+    assert_eq!(answer.1["error_description"], not_valid, "{}", answer.1);
+    // The owner's client with a redirect_uri the code was not issued for.
+    let mut fields = redeem(&code);
+    fields[2] = ("redirect_uri", "http://127.0.0.1:9/callback/");
+    let answer = token(&app, Auth::Basic(&owner), &fields).await;
+    assert_token_error(&answer, bad, "invalid_grant", "another redirect_uri");
+
+    // None of it revoked the owner's tokens.
+    let (status, info) = post_form(&app, "/introspect", &resource_server, &access).await;
+    assert_eq!(
+        (status, &info["active"]),
+        (StatusCode::OK, &Value::Bool(true))
+    );
+    let refreshed = token(
+        &app,
+        Auth::Basic(&owner),
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh_token),
+        ],
+    )
+    .await;
+    assert_eq!(
+        refreshed.0,
+        StatusCode::OK,
+        "still refreshes: {}",
+        refreshed.1
+    );
+    let refresh_token = refreshed.1["refresh_token"].as_str().unwrap().to_owned();
+
+    // An expired code says so only to its own client.
+    let second = code_without_pages(&app, &browser, &authorize(&owner.id, &offline)).await;
+    clock.advance(Duration::seconds(61));
+    let answer = token(&app, Auth::Basic(&other), &redeem(&second)).await;
+    assert_eq!(answer.1["error_description"], not_valid, "{}", answer.1);
+    let answer = token(&app, Auth::Basic(&owner), &redeem(&second)).await;
+    assert_token_error(&answer, bad, "invalid_grant", "expired");
+    assert_ne!(answer.1["error_description"], not_valid, "{}", answer.1);
+
+    // The owner replaying its own code: the replay revocation (RFC 6749
+    // §4.1.2) still takes everything the code bought, refreshed tokens too.
+    let answer = token(&app, Auth::Basic(&owner), &redeem(&code)).await;
+    assert_token_error(&answer, bad, "invalid_grant", "the owner's replay");
+    let (_, info) = post_form(&app, "/introspect", &resource_server, &access).await;
+    assert_eq!(info, serde_json::json!({ "active": false }));
+    let answer = token(
+        &app,
+        Auth::Basic(&owner),
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh_token),
+        ],
+    )
+    .await;
+    assert_token_error(&answer, bad, "invalid_grant", "the family is revoked");
+}
+
+/// POSTs a `token` form to `path` with `client`'s HTTP Basic credentials.
+async fn post_form(
+    app: &TestApp,
+    path: &str,
+    client: &TestClient,
+    token: &str,
+) -> (StatusCode, Value) {
+    let response = app
+        .client
+        .post(app.url(path))
+        .basic_auth(&client.id, client.secret.as_deref())
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 // ---------------------------------------------------------------- userinfo

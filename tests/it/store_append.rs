@@ -87,6 +87,7 @@ pub(crate) async fn add_client(db: &sea_orm::DatabaseConnection, client_id: &str
             token_endpoint_auth_method: "client_secret_basic",
             require_mfa: false,
             first_party: false,
+            introspect: false,
         },
         1_800_000_000,
     )

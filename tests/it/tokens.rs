@@ -25,6 +25,7 @@ on_both_backends!(
     client_credentials_gives_the_client_its_own_token,
     revocation_of_each_kind_and_by_the_wrong_client,
     introspection_of_live_expired_and_revoked_tokens,
+    introspection_answers_only_whom_the_token_concerns,
     refresh_fails_after_the_second_factor_is_reset,
 );
 
@@ -415,7 +416,13 @@ async fn client_credentials_gives_the_client_its_own_token(backend: Backend) {
     let claims = payload(json["access_token"].as_str().unwrap());
     assert_eq!(claims["sub"], service.id.as_str());
     assert_eq!(claims["client_id"], service.id.as_str());
-    let info = introspect(&app, &service, json["access_token"].as_str().unwrap()).await;
+    let resource_server = register(&app, &["--introspect"]);
+    let info = introspect(
+        &app,
+        &resource_server,
+        json["access_token"].as_str().unwrap(),
+    )
+    .await;
     assert_eq!(info["active"], true);
     assert_eq!(info["client_id"], service.id.as_str());
 
@@ -527,7 +534,7 @@ async fn introspection_of_live_expired_and_revoked_tokens(backend: Backend) {
     let (app, clock) = spawn(backend).await;
     app.create_user("intro@example.com", PASSWORD, true).await;
     let client = register(&app, &[]);
-    let resource_server = register(&app, &[]);
+    let resource_server = register(&app, &["--introspect"]);
     let rp = relying_party(&app, &client).await;
     let browser = app.browser();
     let tokens = offline_tokens(&app, &rp, &browser, "intro@example.com").await;
@@ -550,12 +557,8 @@ async fn introspection_of_live_expired_and_revoked_tokens(backend: Backend) {
         );
     }
     assert_eq!(live["client_id"], client.id.as_str());
-    let refresh_info = introspect(
-        &app,
-        &resource_server,
-        tokens.refresh_token().unwrap().secret(),
-    )
-    .await;
+    // A refresh token, by the client it was issued to.
+    let refresh_info = introspect(&app, &client, tokens.refresh_token().unwrap().secret()).await;
     assert_eq!(refresh_info["active"], true);
     assert_eq!(refresh_info["token_type"], "refresh_token");
 
@@ -594,6 +597,60 @@ async fn introspection_of_live_expired_and_revoked_tokens(backend: Backend) {
         introspect(&app, &resource_server, &access).await["active"],
         false
     );
+}
+
+/// RFC 7662 §4, who may learn what (audit issue 14, item 9): a refresh
+/// token only its own client; an access token (of any client) and an API
+/// key only a client registered `--introspect`, not even the access token's
+/// own client without it. Every refusal is the 200 `{"active": false}` of an
+/// unknown token, so it does not tell that the token exists.
+async fn introspection_answers_only_whom_the_token_concerns(backend: Backend) {
+    let (app, _clock) = spawn(backend).await;
+    app.create_user("matrix@example.com", PASSWORD, true).await;
+    let rp1 = register(&app, &[]);
+    let rp2 = register(&app, &[]);
+    let rs = register(&app, &["--introspect"]);
+    let rp = relying_party(&app, &rp1).await;
+    let browser = app.browser();
+    let tokens = offline_tokens(&app, &rp, &browser, "matrix@example.com").await;
+    let sub = payload(&tokens.id_token().unwrap().to_string())["sub"].clone();
+    let refresh_token = tokens.refresh_token().unwrap().secret().clone();
+    let access = tokens.access_token().secret().clone();
+    let key = crate::api_keys::create_key(&browser, "matrix bot", &["email"], "30").await;
+
+    let unknown = introspect(&app, &rp2, "no-such-token").await;
+    assert_eq!(unknown, serde_json::json!({ "active": false }));
+    let cases = [
+        (
+            "RP1's refresh token",
+            &refresh_token,
+            "refresh_token",
+            [true, false, false],
+        ),
+        (
+            "RP1's access token",
+            &access,
+            "Bearer",
+            [false, false, true],
+        ),
+        ("an API key", &key, "api_key", [false, false, true]),
+    ];
+    let callers = [("RP1", &rp1), ("RP2", &rp2), ("RS --introspect", &rs)];
+    // Twice: a refusal changes nothing, the allowed answer comes after it.
+    for _ in 0..2 {
+        for (what, token, token_type, allowed) in &cases {
+            for ((who, client), allowed) in callers.iter().zip(allowed) {
+                let answer = introspect(&app, client, token).await;
+                if *allowed {
+                    assert_eq!(answer["active"], true, "{who}, {what}: {answer}");
+                    assert_eq!(answer["token_type"], *token_type, "{who}, {what}");
+                    assert_eq!(answer["sub"], sub, "{who}, {what}");
+                } else {
+                    assert_eq!(answer, unknown, "{who} may not introspect {what}");
+                }
+            }
+        }
+    }
 }
 
 /// A grant that rested on the second factor ends when an operator resets

@@ -1,5 +1,7 @@
-//! `POST /introspect` (RFC 7662): for authenticated clients (resource
-//! servers register as clients); `{"active": false}` for anything unusable.
+//! `POST /introspect` (RFC 7662): for authenticated confidential clients;
+//! what each may learn is `protocol::introspect` (resource servers register
+//! with `--introspect`); `{"active": false}` for anything unusable or not
+//! the caller's to know.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -35,7 +37,7 @@ pub async fn introspect_post(
     let Some(token) = params.get("token") else {
         return invalid_request("token is required");
     };
-    match token::introspect(&state, token).await {
+    match token::introspect(&state, &client, token).await {
         Ok(answer) => json_no_store(answer),
         Err(e) => server_error(e),
     }

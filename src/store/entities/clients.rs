@@ -19,6 +19,8 @@ pub struct Model {
     pub token_endpoint_auth_method: String,
     pub require_mfa: bool,
     pub first_party: bool,
+    /// May introspect access tokens and API keys (a resource server).
+    pub introspect: bool,
     pub created_at: i64,
     pub updated_at: i64,
 }
