@@ -11,6 +11,7 @@ mod m20261128_000002_totp_audit;
 mod m20261128_000003_oidc;
 mod m20261128_000004_tokens;
 mod m20261128_000005_partial_indexes;
+mod m20261203_000001_totp_enrollments;
 mod m20261203_000002_client_introspect;
 
 pub struct Migrator;
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000003_oidc::Migration),
             Box::new(m20261128_000004_tokens::Migration),
             Box::new(m20261128_000005_partial_indexes::Migration),
+            Box::new(m20261203_000001_totp_enrollments::Migration),
             Box::new(m20261203_000002_client_introspect::Migration),
         ]
     }

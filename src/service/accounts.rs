@@ -12,7 +12,7 @@ use crate::store::email_tokens::{self, Purpose, Unusable};
 use crate::store::entities::sessions::Model as Session;
 use crate::store::entities::users::Model as User;
 use crate::store::users::{CreateUserError, NewUser};
-use crate::store::{sessions, users};
+use crate::store::{sessions, totp as store_totp, users};
 
 /// Longest display name accepted.
 pub const MAX_NAME_CHARS: usize = 100;
@@ -472,8 +472,13 @@ pub async fn current_session(
 }
 
 /// Ends a session server-side: the cookie is worthless afterwards.
+/// A 2FA activation the session had under way ends with it.
 pub async fn end_session(state: &AppState, token: &str) -> Result<(), AccountError> {
-    sessions::delete(&state.db, &sha256_hex(token)).await?;
+    let id_hash = sha256_hex(token);
+    if let Some(session) = sessions::find(&state.db, &id_hash).await? {
+        crate::service::totp::forget_activation(state, &session).await?;
+    }
+    sessions::delete(&state.db, &id_hash).await?;
     Ok(())
 }
 
@@ -562,6 +567,9 @@ pub async fn reset_password(
     users::set_password_hash(&state.db, &user_id, &hash, now).await?;
     users::set_email_verified(&state.db, &user_id, now).await?;
     let ended = sessions::delete_for_user(&state.db, &user_id).await?;
+    // A pending 2FA secret dies with the sessions: one planted before the
+    // reset can never be activated after it.
+    store_totp::delete_enrollments_for_user(&state.db, &user_id).await?;
     if let Some(user) = users::find_by_id(&state.db, &user_id).await? {
         Counter::password(state, &user.email).reset(state).await?;
     }

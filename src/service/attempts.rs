@@ -77,6 +77,22 @@ pub enum Outcome<T> {
     Locked { retry_after_secs: u64 },
 }
 
+impl<T> Outcome<T> {
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Outcome<U> {
+        match self {
+            Outcome::Passed(value) => Outcome::Passed(f(value)),
+            Outcome::Failed {
+                failures,
+                lock_secs,
+            } => Outcome::Failed {
+                failures,
+                lock_secs,
+            },
+            Outcome::Locked { retry_after_secs } => Outcome::Locked { retry_after_secs },
+        }
+    }
+}
+
 /// Claims an attempt on `counter`, then runs `verify` (which answers
 /// `Some` when the secret was right). `verify` is not polled when the claim
 /// is refused, so a locked attempt costs no argon2 and touches nothing. An

@@ -14,6 +14,7 @@ use crate::service::accounts::AccountError;
 use crate::service::attempts::{self, Counter, Outcome};
 use crate::state::AppState;
 use crate::store::audit::{self, Event};
+use crate::store::entities::sessions::Model as Session;
 use crate::store::entities::totp_credentials::Model as Credential;
 use crate::store::entities::users::Model as User;
 use crate::store::{recovery_codes, sessions, totp as store, users};
@@ -78,31 +79,73 @@ pub async fn is_enabled(state: &AppState, user_id: &str) -> Result<bool, Account
     Ok(store::is_enabled(&state.db, user_id).await?)
 }
 
-/// Starts (or resumes) activation: a pending 160-bit secret kept server-side,
-/// sealed. Reloading the page shows the same secret, so a code from an app
-/// that already scanned it still works. `None` when 2FA is already on.
+/// How long a pending secret can be confirmed: long enough to scan the QR
+/// code and type a code, short enough that a forgotten one dies soon.
+pub const ENROLLMENT_TTL_SECS: i64 = 600;
+
+/// The pending secret's key: the session's public `sid`, which survives the
+/// renewal of the session id and dies with the session.
+fn enrollment_key(session: &Session) -> String {
+    session
+        .sid
+        .clone()
+        .unwrap_or_else(|| format!("session:{}", session.id_hash))
+}
+
+/// Forgets the activation a session had under way (it is ending).
+pub async fn forget_activation(state: &AppState, session: &Session) -> Result<(), AccountError> {
+    store::delete_enrollment(&state.db, &enrollment_key(session)).await?;
+    Ok(())
+}
+
+/// Starts activation on this session: a fresh 160-bit secret, sealed and
+/// kept server-side for this session only, for `ENROLLMENT_TTL_SECS`. No
+/// other session sees it or can confirm it, and starting again replaces it.
+/// `None` when 2FA is already on.
 pub async fn begin_activation(
     state: &AppState,
     user: &User,
+    session: &Session,
 ) -> Result<Option<Activation>, AccountError> {
-    let key = sealing_key(state);
-    let skew = state.settings.totp.skew;
-    if let Some(existing) = store::get(&state.db, &user.id).await? {
-        if existing.enabled {
-            return Ok(None);
-        }
-        if let (Some(secret), Some(params)) = (
-            sealed::open(&key, &user.id, &existing.secret_sealed),
-            store::params_of(&existing, skew),
-        ) {
-            return Ok(Some(activation(state, user, &secret, &params)));
-        }
+    if store::is_enabled(&state.db, &user.id).await? {
+        return Ok(None);
     }
     let params = state.settings.totp.params();
     let secret = totp::generate_secret();
-    let sealed_secret = sealed::seal(&key, &user.id, &secret);
-    store::put_pending(&state.db, &user.id, &sealed_secret, &params, now(state)).await?;
+    let now = now(state);
+    store::put_enrollment(
+        &state.db,
+        store::NewEnrollment {
+            session_key: &enrollment_key(session),
+            user_id: &user.id,
+            secret_sealed: &sealed::seal(&sealing_key(state), &user.id, &secret),
+            params: &params,
+            now,
+            expires_at: now + ENROLLMENT_TTL_SECS,
+        },
+    )
+    .await?;
     Ok(Some(activation(state, user, &secret, &params)))
+}
+
+/// The activation this session has under way (to show it again after a
+/// wrong code), or a fresh one when it has none or it expired.
+pub async fn current_activation(
+    state: &AppState,
+    user: &User,
+    session: &Session,
+) -> Result<Option<Activation>, AccountError> {
+    let live =
+        store::live_enrollment(&state.db, &enrollment_key(session), &user.id, now(state)).await?;
+    if let Some(enrollment) = live
+        && let (Some(secret), Some(params)) = (
+            sealed::open(&sealing_key(state), &user.id, &enrollment.secret_sealed),
+            store::enrollment_params(&enrollment, state.settings.totp.skew),
+        )
+    {
+        return Ok(Some(activation(state, user, &secret, &params)));
+    }
+    begin_activation(state, user, session).await
 }
 
 fn activation(state: &AppState, user: &User, secret: &[u8], params: &TotpParams) -> Activation {
@@ -123,7 +166,8 @@ pub enum CodeError {
     Invalid,
     /// Too many wrong codes; seconds until the next attempt is accepted.
     Locked { retry_after_secs: u64 },
-    /// There is nothing to check the code against (no pending or enabled credential).
+    /// There is nothing to check the code against (no activated credential,
+    /// or no live pending secret on this session).
     NoCredential,
 }
 
@@ -134,28 +178,23 @@ pub enum Passed {
     RecoveryCode,
 }
 
-/// Checks a code for the user's credential in the given state (`enabled`
-/// false: the pending one, during activation). Recovery codes are tried only
-/// when `allow_recovery`. Throttled and audited.
+/// Checks a code for the user's activated credential. Recovery codes are
+/// tried only when `allow_recovery`. Throttled and audited.
 async fn check_code(
     state: &AppState,
     user: &User,
     input: &str,
-    enabled: bool,
     allow_recovery: bool,
     ip: Option<&str>,
 ) -> Result<Result<Passed, CodeError>, AccountError> {
     let now = now(state);
-    let Some(credential) = store::get(&state.db, &user.id)
-        .await?
-        .filter(|c| c.enabled == enabled)
-    else {
+    let Some(credential) = store::get(&state.db, &user.id).await?.filter(|c| c.enabled) else {
         return Ok(Err(CodeError::NoCredential));
     };
     let counter = Counter::second_factor(state, &user.id);
     let checked = attempts::attempt(state, &counter, async {
         Ok(match totp_step(state, user, &credential, input, now) {
-            Some(step) if store::accept_step(&state.db, &user.id, step as i64, enabled).await? => {
+            Some(step) if store::accept_step(&state.db, &user.id, step as i64).await? => {
                 Some(Passed::Totp)
             }
             Some(_) => None, // a replay of this step or an older one
@@ -172,7 +211,16 @@ async fn check_code(
         })
     })
     .await?;
+    audit_code_outcome(state, user, ip, checked).await
+}
 
+/// Audits a checked code and turns the outcome into the caller's answer.
+async fn audit_code_outcome(
+    state: &AppState,
+    user: &User,
+    ip: Option<&str>,
+    checked: Outcome<Passed>,
+) -> Result<Result<Passed, CodeError>, AccountError> {
     match checked {
         Outcome::Passed(passed) => {
             let kind = match passed {
@@ -227,19 +275,55 @@ async fn new_recovery_codes(state: &AppState, user_id: &str) -> Result<Vec<Strin
     Ok(codes)
 }
 
-/// Completes activation with a valid code from the pending secret; returns
-/// the recovery codes to show once.
+/// Completes activation with a valid code from this session's pending
+/// secret (never another session's, never an expired one); returns the
+/// recovery codes to show once. The code goes through the second-factor
+/// counter like any other, and its time-step counts as used.
 pub async fn confirm_activation(
     state: &AppState,
     user: &User,
+    session: &Session,
     code: &str,
     ip: Option<&str>,
 ) -> Result<Result<Vec<String>, CodeError>, AccountError> {
-    if let Err(e) = check_code(state, user, code, false, false, ip).await? {
+    let now = now(state);
+    let Some(enrollment) =
+        store::live_enrollment(&state.db, &enrollment_key(session), &user.id, now).await?
+    else {
+        // Expired, or started by no one on this session: the page shows a
+        // fresh secret. Once 2FA is on there is nothing left to confirm.
+        return Ok(Err(if store::is_enabled(&state.db, &user.id).await? {
+            CodeError::NoCredential
+        } else {
+            CodeError::Invalid
+        }));
+    };
+    let counter = Counter::second_factor(state, &user.id);
+    let checked = attempts::attempt(state, &counter, async {
+        let step = store::enrollment_params(&enrollment, state.settings.totp.skew)
+            .zip(sealed::open(
+                &sealing_key(state),
+                &user.id,
+                &enrollment.secret_sealed,
+            ))
+            .and_then(|(params, secret)| {
+                totp::verify(&secret, &params, code, u64::try_from(now).ok()?)
+            });
+        Ok(match step {
+            // `false`: a right code, but another request of this session
+            // activated first (or 2FA came on elsewhere).
+            Some(step) => {
+                Some(store::activate_enrollment(&state.db, &enrollment, step as i64, now).await?)
+            }
+            None => None,
+        })
+    })
+    .await?;
+    let activated = matches!(checked, Outcome::Passed(true));
+    if let Err(e) = audit_code_outcome(state, user, ip, checked.map(|_| Passed::Totp)).await? {
         return Ok(Err(e));
     }
-    if !store::enable(&state.db, &user.id, now(state)).await? {
-        // Another request finished the activation first.
+    if !activated {
         return Ok(Err(CodeError::NoCredential));
     }
     let codes = new_recovery_codes(state, &user.id).await?;
@@ -266,7 +350,7 @@ pub async fn verify_second_factor(
     input: &str,
     ip: Option<&str>,
 ) -> Result<Result<Passed, CodeError>, AccountError> {
-    check_code(state, user, input, true, true, ip).await
+    check_code(state, user, input, true, ip).await
 }
 
 /// Replaces the recovery codes; needs a valid code from the app.
@@ -276,7 +360,7 @@ pub async fn regenerate_recovery_codes(
     code: &str,
     ip: Option<&str>,
 ) -> Result<Result<Vec<String>, CodeError>, AccountError> {
-    if let Err(e) = check_code(state, user, code, true, false, ip).await? {
+    if let Err(e) = check_code(state, user, code, false, ip).await? {
         return Ok(Err(e));
     }
     let codes = new_recovery_codes(state, &user.id).await?;
@@ -348,7 +432,7 @@ pub async fn deactivate(
             }));
         }
     }
-    if let Err(e) = check_code(state, user, code, true, false, ip).await? {
+    if let Err(e) = check_code(state, user, code, false, ip).await? {
         return Ok(Err(DeactivateError::Code(e)));
     }
     remove(state, &user.id).await?;
@@ -370,6 +454,7 @@ pub async fn deactivate(
 
 async fn remove(state: &AppState, user_id: &str) -> Result<(), AccountError> {
     store::delete(&state.db, user_id).await?;
+    store::delete_enrollments_for_user(&state.db, user_id).await?;
     recovery_codes::delete_all(&state.db, user_id).await?;
     Counter::second_factor(state, user_id).reset(state).await?;
     Ok(())

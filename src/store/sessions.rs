@@ -47,6 +47,14 @@ pub async fn find_live(
         .await
 }
 
+/// The session row, live or not.
+pub async fn find(
+    db: &DatabaseConnection,
+    id_hash: &str,
+) -> Result<Option<Session>, sea_orm::DbErr> {
+    Sessions::find_by_id(id_hash.to_owned()).one(db).await
+}
+
 pub async fn touch(db: &DatabaseConnection, id_hash: &str, now: i64) -> Result<(), sea_orm::DbErr> {
     Sessions::update_many()
         .col_expr(sessions::Column::LastSeenAt, Expr::value(now))

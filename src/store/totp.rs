@@ -1,15 +1,37 @@
-//! Queries on `totp_credentials`: one per user, pending until activated.
+//! Queries on `totp_credentials` (one per user, activated) and
+//! `totp_enrollments` (a pending secret per session that started an
+//! activation, expiring).
 
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set, TransactionTrait};
 
 use super::entities::totp_credentials::{self, Entity as Credentials, Model as Credential};
+use super::entities::totp_enrollments::{self, Entity as Enrollments, Model as Enrollment};
 use crate::auth::totp::{TotpAlgorithm, TotpParams};
 
 /// The parameters a credential was activated with; `skew` comes from the
 /// current configuration. `None` if the stored values are not valid.
 pub fn params_of(credential: &Credential, skew: u16) -> Option<TotpParams> {
-    let algorithm = match credential.algorithm.as_str() {
+    parse_params(
+        &credential.algorithm,
+        credential.digits,
+        credential.period_secs,
+        skew,
+    )
+}
+
+/// The parameters of a pending secret, as [`params_of`].
+pub fn enrollment_params(enrollment: &Enrollment, skew: u16) -> Option<TotpParams> {
+    parse_params(
+        &enrollment.algorithm,
+        enrollment.digits,
+        enrollment.period_secs,
+        skew,
+    )
+}
+
+fn parse_params(algorithm: &str, digits: i32, period_secs: i64, skew: u16) -> Option<TotpParams> {
+    let algorithm = match algorithm {
         "SHA1" => TotpAlgorithm::SHA1,
         "SHA256" => TotpAlgorithm::SHA256,
         "SHA512" => TotpAlgorithm::SHA512,
@@ -17,12 +39,8 @@ pub fn params_of(credential: &Credential, skew: u16) -> Option<TotpParams> {
     };
     Some(TotpParams {
         algorithm,
-        digits: u8::try_from(credential.digits)
-            .ok()
-            .filter(|d| (6..=8).contains(d))?,
-        period_secs: u64::try_from(credential.period_secs)
-            .ok()
-            .filter(|p| *p > 0)?,
+        digits: u8::try_from(digits).ok().filter(|d| (6..=8).contains(d))?,
+        period_secs: u64::try_from(period_secs).ok().filter(|p| *p > 0)?,
         skew,
     })
 }
@@ -38,83 +56,19 @@ pub async fn is_enabled(db: &DatabaseConnection, user_id: &str) -> Result<bool, 
     Ok(get(db, user_id).await?.is_some_and(|c| c.enabled))
 }
 
-/// Stores a pending secret, replacing an older pending one but never an
-/// enabled credential (the conflict update is guarded by `enabled = false`).
-pub async fn put_pending(
-    db: &DatabaseConnection,
-    user_id: &str,
-    secret_sealed: &str,
-    params: &TotpParams,
-    now: i64,
-) -> Result<(), sea_orm::DbErr> {
-    let result = Credentials::insert(totp_credentials::ActiveModel {
-        user_id: Set(user_id.to_owned()),
-        secret_sealed: Set(secret_sealed.to_owned()),
-        algorithm: Set(params.algorithm.name().to_owned()),
-        digits: Set(i32::from(params.digits)),
-        period_secs: Set(params.period_secs as i64),
-        enabled: Set(false),
-        created_at: Set(now),
-        enabled_at: Set(None),
-        last_step: Set(-1),
-    })
-    .on_conflict(
-        OnConflict::column(totp_credentials::Column::UserId)
-            .update_columns([
-                totp_credentials::Column::SecretSealed,
-                totp_credentials::Column::Algorithm,
-                totp_credentials::Column::Digits,
-                totp_credentials::Column::PeriodSecs,
-                totp_credentials::Column::CreatedAt,
-                totp_credentials::Column::LastStep,
-            ])
-            .action_and_where(ExprTrait::eq(
-                Expr::col((Credentials, totp_credentials::Column::Enabled)),
-                false,
-            ))
-            .to_owned(),
-    )
-    .exec_without_returning(db)
-    .await;
-    match result {
-        Ok(_) => Ok(()),
-        // The guarded update matched nothing: an enabled credential stays.
-        Err(sea_orm::DbErr::RecordNotInserted) => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
 /// Accepts time-step `step` for the user: one conditional UPDATE that
 /// succeeds only if `step` is later than every step accepted before, so a
-/// code (or an older one) is accepted once even when nodes race. `enabled`
-/// names the state the credential must be in (pending for activation).
+/// code (or an older one) is accepted once even when nodes race.
 pub async fn accept_step(
     db: &DatabaseConnection,
     user_id: &str,
     step: i64,
-    enabled: bool,
 ) -> Result<bool, sea_orm::DbErr> {
     let result = Credentials::update_many()
         .col_expr(totp_credentials::Column::LastStep, Expr::value(step))
         .filter(totp_credentials::Column::UserId.eq(user_id))
-        .filter(totp_credentials::Column::Enabled.eq(enabled))
+        .filter(totp_credentials::Column::Enabled.eq(true))
         .filter(totp_credentials::Column::LastStep.lt(step))
-        .exec(db)
-        .await?;
-    Ok(result.rows_affected == 1)
-}
-
-/// Turns a pending credential on (once).
-pub async fn enable(
-    db: &DatabaseConnection,
-    user_id: &str,
-    now: i64,
-) -> Result<bool, sea_orm::DbErr> {
-    let result = Credentials::update_many()
-        .col_expr(totp_credentials::Column::Enabled, Expr::value(true))
-        .col_expr(totp_credentials::Column::EnabledAt, Expr::value(now))
-        .filter(totp_credentials::Column::UserId.eq(user_id))
-        .filter(totp_credentials::Column::Enabled.eq(false))
         .exec(db)
         .await?;
     Ok(result.rows_affected == 1)
@@ -125,4 +79,141 @@ pub async fn delete(db: &DatabaseConnection, user_id: &str) -> Result<bool, sea_
         .exec(db)
         .await?;
     Ok(result.rows_affected == 1)
+}
+
+/// A new pending secret for the session `session_key`, replacing the one it
+/// had: every start of an activation gets a fresh secret.
+pub struct NewEnrollment<'a> {
+    pub session_key: &'a str,
+    pub user_id: &'a str,
+    pub secret_sealed: &'a str,
+    pub params: &'a TotpParams,
+    pub now: i64,
+    pub expires_at: i64,
+}
+
+pub async fn put_enrollment(
+    db: &DatabaseConnection,
+    new: NewEnrollment<'_>,
+) -> Result<(), sea_orm::DbErr> {
+    Enrollments::insert(totp_enrollments::ActiveModel {
+        session_key: Set(new.session_key.to_owned()),
+        user_id: Set(new.user_id.to_owned()),
+        secret_sealed: Set(new.secret_sealed.to_owned()),
+        algorithm: Set(new.params.algorithm.name().to_owned()),
+        digits: Set(i32::from(new.params.digits)),
+        period_secs: Set(new.params.period_secs as i64),
+        created_at: Set(new.now),
+        expires_at: Set(new.expires_at),
+    })
+    .on_conflict(
+        OnConflict::column(totp_enrollments::Column::SessionKey)
+            .update_columns([
+                totp_enrollments::Column::UserId,
+                totp_enrollments::Column::SecretSealed,
+                totp_enrollments::Column::Algorithm,
+                totp_enrollments::Column::Digits,
+                totp_enrollments::Column::PeriodSecs,
+                totp_enrollments::Column::CreatedAt,
+                totp_enrollments::Column::ExpiresAt,
+            ])
+            .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await
+    .map(|_| ())
+}
+
+/// The session's pending secret for `user_id`, unless it has expired.
+pub async fn live_enrollment(
+    db: &DatabaseConnection,
+    session_key: &str,
+    user_id: &str,
+    now: i64,
+) -> Result<Option<Enrollment>, sea_orm::DbErr> {
+    Enrollments::find_by_id(session_key.to_owned())
+        .filter(totp_enrollments::Column::UserId.eq(user_id))
+        .filter(totp_enrollments::Column::ExpiresAt.gt(now))
+        .one(db)
+        .await
+}
+
+/// Turns the session's pending secret into the user's credential, once: in
+/// one transaction the enrollment is deleted (only while it is live; of two
+/// racing requests one deletes it) and the credential inserted with `step`
+/// already used (never over an existing credential). `false` when the
+/// enrollment was gone or the user already has a credential.
+pub async fn activate_enrollment(
+    db: &DatabaseConnection,
+    enrollment: &Enrollment,
+    step: i64,
+    now: i64,
+) -> Result<bool, sea_orm::DbErr> {
+    let txn = db.begin().await?;
+    let taken = Enrollments::delete_many()
+        .filter(totp_enrollments::Column::SessionKey.eq(&enrollment.session_key))
+        .filter(totp_enrollments::Column::UserId.eq(&enrollment.user_id))
+        .filter(totp_enrollments::Column::SecretSealed.eq(&enrollment.secret_sealed))
+        .filter(totp_enrollments::Column::ExpiresAt.gt(now))
+        .exec(&txn)
+        .await?
+        .rows_affected
+        == 1;
+    if !taken {
+        txn.rollback().await?;
+        return Ok(false);
+    }
+    let inserted = Credentials::insert(totp_credentials::ActiveModel {
+        user_id: Set(enrollment.user_id.clone()),
+        secret_sealed: Set(enrollment.secret_sealed.clone()),
+        algorithm: Set(enrollment.algorithm.clone()),
+        digits: Set(enrollment.digits),
+        period_secs: Set(enrollment.period_secs),
+        enabled: Set(true),
+        created_at: Set(enrollment.created_at),
+        enabled_at: Set(Some(now)),
+        last_step: Set(step),
+    })
+    .on_conflict(
+        OnConflict::column(totp_credentials::Column::UserId)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(&txn)
+    .await;
+    match inserted {
+        Ok(n) if n > 0 => {
+            txn.commit().await?;
+            Ok(true)
+        }
+        // The user already has a credential (activated in another session).
+        Ok(_) | Err(sea_orm::DbErr::RecordNotInserted) => {
+            txn.rollback().await?;
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Forgets the pending secret of one session (sign-out).
+pub async fn delete_enrollment(
+    db: &DatabaseConnection,
+    session_key: &str,
+) -> Result<(), sea_orm::DbErr> {
+    Enrollments::delete_by_id(session_key.to_owned())
+        .exec(db)
+        .await
+        .map(|_| ())
+}
+
+/// Forgets every pending secret of a user (password reset, 2FA reset).
+pub async fn delete_enrollments_for_user(
+    db: &DatabaseConnection,
+    user_id: &str,
+) -> Result<u64, sea_orm::DbErr> {
+    Enrollments::delete_many()
+        .filter(totp_enrollments::Column::UserId.eq(user_id))
+        .exec(db)
+        .await
+        .map(|r| r.rows_affected)
 }

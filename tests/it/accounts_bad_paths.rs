@@ -138,7 +138,7 @@ async fn assert_signed_in(browser: &Browser, why: &str) -> Page {
 }
 
 /// Requests a reset link through the page and returns it from the outbox.
-async fn request_reset(app: &TestApp, browser: &Browser, email: &str) -> String {
+pub async fn request_reset(app: &TestApp, browser: &Browser, email: &str) -> String {
     let page = browser.get("/password/forgot").await;
     let sent = browser
         .submit(&page, "/password/forgot", &[("email", email)])

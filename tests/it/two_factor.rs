@@ -26,6 +26,7 @@ on_both_backends!(
     deactivation_needs_the_password_and_a_code,
     operators_can_reset_2fa,
     one_code_raced_by_many_requests_is_accepted_once,
+    a_pending_secret_belongs_to_the_session_that_started_it,
 );
 
 /// RFC 4648 base32 (no padding) decoding, written for the test.
@@ -200,9 +201,21 @@ async fn activate_by_qr_code_then_sign_in_with_a_code(backend: Backend) {
             "otpauth://totp/Stepgate:grace@example.com?secret={secret}&issuer=Stepgate&algorithm=SHA1&digits=6&period=30"
         )
     );
-    // Reloading shows the same pending secret (an app that scanned it keeps working).
+    // Each start of the activation makes a fresh secret (issue 14, item 3);
+    // the one shown before can no longer be confirmed.
     let again = other.get("/profile/2fa/activate").await;
-    assert_eq!(again.element_text("totp-secret").unwrap(), secret);
+    let fresh = again.element_text("totp-secret").unwrap();
+    assert_ne!(fresh, secret);
+    let stale = other
+        .submit(
+            &again,
+            "/profile/2fa/activate",
+            &[("code", &totp_code(&secret, app.clock.now()))],
+        )
+        .await;
+    assert_eq!(stale.status, StatusCode::UNAUTHORIZED, "{}", stale.html);
+    // The page shown again after a wrong code keeps the secret it showed.
+    assert_eq!(stale.element_text("totp-secret").unwrap(), fresh);
 }
 
 /// Rasterizes the page's inline QR SVG (the `qrcode` crate writes one path of
@@ -581,4 +594,103 @@ async fn one_code_raced_by_many_requests_is_accepted_once(backend: Backend) {
         answers.iter().map(|a| a.status).collect::<Vec<_>>()
     );
     assert_eq!(refused, 7);
+}
+
+/// Pending secrets (`totp_enrollments`) of a user, counted in the database.
+async fn pending_secrets(app: &TestApp, user_email: &str) -> i64 {
+    let db = Database::connect(app.db.url.as_str()).await.unwrap();
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            format!(
+                "SELECT COUNT(*) AS n FROM totp_enrollments e JOIN users u ON u.id = e.user_id \
+                 WHERE u.email = '{user_email}'"
+            ),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get("", "n").unwrap()
+}
+
+/// Issue 14, item 3: a session that opened the activation page cannot plant
+/// its secret on another session, a pending secret expires, and sign-out and
+/// a password reset delete it.
+async fn a_pending_secret_belongs_to_the_session_that_started_it(backend: Backend) {
+    let (app, clock) = spawn(backend).await;
+    app.create_user("plant@example.com", PASSWORD, true).await;
+    let (attacker, victim) = (app.browser(), app.browser());
+    sign_in(&attacker, "plant@example.com", PASSWORD).await;
+    sign_in(&victim, "plant@example.com", PASSWORD).await;
+
+    let planted = attacker.get("/profile/2fa/activate").await;
+    let planted_secret = planted.element_text("totp-secret").unwrap();
+    let page = victim.get("/profile/2fa/activate").await;
+    let victim_secret = page.element_text("totp-secret").unwrap();
+    assert_ne!(
+        victim_secret, planted_secret,
+        "another session's secret is never shown"
+    );
+    assert_eq!(pending_secrets(&app, "plant@example.com").await, 2);
+
+    // A code from the planted secret does not activate on the victim's session.
+    let planted_code = totp_code(&planted_secret, clock.now());
+    let refused = victim
+        .submit(&page, "/profile/2fa/activate", &[("code", &planted_code)])
+        .await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.html);
+    assert!(refused.alert().is_some());
+    let profile = victim.get("/profile").await;
+    assert!(
+        profile.link("Activate two-factor authentication").is_some(),
+        "still off"
+    );
+
+    // Signing out deletes the attacker's pending secret.
+    sign_out(&attacker).await;
+    assert_eq!(pending_secrets(&app, "plant@example.com").await, 1);
+
+    // A pending secret expires after ten minutes.
+    clock.advance(Duration::seconds(601));
+    let late = victim
+        .submit(
+            &refused,
+            "/profile/2fa/activate",
+            &[("code", &totp_code(&victim_secret, clock.now()))],
+        )
+        .await;
+    assert_eq!(late.status, StatusCode::UNAUTHORIZED, "{}", late.html);
+    let renewed = late.element_text("totp-secret").unwrap();
+    assert_ne!(renewed, victim_secret, "an expired secret is replaced");
+    // The fresh one works, on the session that was shown it.
+    let done = victim
+        .submit(
+            &late,
+            "/profile/2fa/activate",
+            &[("code", &totp_code(&renewed, clock.now()))],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.html);
+    assert_eq!(done.list_items("recovery-codes").len(), 10);
+    assert_eq!(pending_secrets(&app, "plant@example.com").await, 0);
+
+    // A password reset deletes a pending secret with the sessions.
+    app.create_user("reset@example.com", PASSWORD, true).await;
+    let other = app.browser();
+    sign_in(&other, "reset@example.com", PASSWORD).await;
+    other.get("/profile/2fa/activate").await;
+    assert_eq!(pending_secrets(&app, "reset@example.com").await, 1);
+    let link =
+        crate::accounts_bad_paths::request_reset(&app, &app.browser(), "reset@example.com").await;
+    let browser = app.browser();
+    let form = browser.get(&link).await;
+    let reset = browser
+        .submit(
+            &form,
+            "/password/reset",
+            &[("password", "a brand new passphrase")],
+        )
+        .await;
+    assert_eq!(reset.status, StatusCode::OK, "{}", reset.html);
+    assert_eq!(pending_secrets(&app, "reset@example.com").await, 0);
 }

@@ -217,7 +217,13 @@ async fn activate_page(
     interaction: Option<&str>,
     error: Option<String>,
 ) -> Result<Response, PageError> {
-    let Some(activation) = totp::begin_activation(state, &who.user).await? else {
+    // A new visit starts afresh; a page shown again after a wrong code keeps
+    // the secret the app has just scanned.
+    let activation = match error {
+        None => totp::begin_activation(state, &who.user, &who.session).await?,
+        Some(_) => totp::current_activation(state, &who.user, &who.session).await?,
+    };
+    let Some(activation) = activation else {
         // Already on: nothing to activate.
         return Ok(see_other(&after_sign_in(interaction)));
     };
@@ -267,7 +273,8 @@ pub async fn activate_post(
             Err(redirect) => return Ok(redirect),
         };
         let form = checked_form(&state, &headers, form)?;
-        match totp::confirm_activation(&state, &who.user, &form.code, ip.as_deref()).await? {
+        match totp::confirm_activation(&state, &who.user, &who.session, &form.code, ip.as_deref())
+            .await? {
             Ok(codes) => {
                 // The code proved the second factor: this session now has it.
                 let token = accounts::add_second_factor(&state, &who.token, &who.session).await?;

@@ -13,4 +13,5 @@ pub mod recovery_codes;
 pub mod refresh_tokens;
 pub mod sessions;
 pub mod totp_credentials;
+pub mod totp_enrollments;
 pub mod users;
