@@ -16,6 +16,16 @@ pub fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// Whether `value` has the shape `random_token` gives (43 base64url
+/// characters): a cheap check before a value from a URL is looked up, and so
+/// nothing else (newlines, kilobytes) travels on as if it were one.
+pub fn is_token_shaped(value: &str) -> bool {
+    value.len() == 43
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// 128 random bits, base64url without padding (22 characters): public
 /// identifiers that must be unguessable but are not secrets (client ids).
 pub fn random_id() -> String {
@@ -90,6 +100,23 @@ mod tests {
         let b = random_token();
         assert_eq!(URL_SAFE_NO_PAD.decode(&a).unwrap().len(), 32);
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn only_the_shape_of_a_token_is_token_shaped() {
+        assert!(is_token_shaped(&random_token()));
+        let good = "A".repeat(43);
+        assert!(is_token_shaped(&good));
+        for bad in [
+            String::new(),
+            "A".repeat(42),
+            "A".repeat(44),
+            format!("{}\n", "A".repeat(42)),
+            format!("{}=", "A".repeat(42)),
+            format!("{}é", "A".repeat(41)),
+        ] {
+            assert!(!is_token_shaped(&bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -47,6 +47,24 @@ impl fmt::Debug for OutgoingEmail {
     }
 }
 
+/// An absolute link for an email body: `base` (the issuer), `path`, and
+/// `query` serialized by `url`'s form-urlencoded serializer. Every value is
+/// percent-encoded, so none can end a line, start a header or add text or a
+/// link of its own to the message (RFC 5322 §2.1.1 keeps each line under
+/// 998 octets; the values are ours and short).
+pub fn link(base: &str, path: &str, query: &[(&str, &str)]) -> String {
+    let mut url = format!("{base}{path}");
+    if !query.is_empty() {
+        url.push('?');
+        url.push_str(
+            &url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(query)
+                .finish(),
+        );
+    }
+    url
+}
+
 /// Why a message was not sent. No variant holds the body, the SMTP password or
 /// the recipient's address, and none keeps lettre's error as a source: an SMTP
 /// server's reply text is copied in only after the password (in every form
@@ -589,6 +607,22 @@ mod tests {
             previous_encoded = encoded.is_some();
         }
         out
+    }
+
+    #[test]
+    fn links_encode_every_value() {
+        assert_eq!(
+            link("https://id.example.com", "/login", &[]),
+            "https://id.example.com/login"
+        );
+        assert_eq!(
+            link(
+                "https://id.example.com",
+                "/confirm",
+                &[("token", "abc"), ("interaction", "x\r\nBcc: e@x & y=z")]
+            ),
+            "https://id.example.com/confirm?token=abc&interaction=x%0D%0ABcc%3A+e%40x+%26+y%3Dz"
+        );
     }
 
     #[tokio::test]

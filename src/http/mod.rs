@@ -75,6 +75,7 @@ pub fn router(state: AppState) -> Router {
             get(oauth::userinfo::userinfo).post(oauth::userinfo::userinfo),
         )
         .route("/assets/style.css", get(assets::style_css))
+        .route("/favicon.ico", get(assets::favicon_get))
         .route(
             "/signup",
             get(pages::account::signup_get).post(pages::account::signup_post),

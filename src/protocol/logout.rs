@@ -125,6 +125,41 @@ pub fn post_logout_location(uri: &str, state: Option<&str>) -> String {
     }
 }
 
+/// Why part of a logout request went unused. §3 wants an unusable
+/// `post_logout_redirect_uri` ignored, not reported to the user; the
+/// operator still needs to know why a logout did not go back to the client,
+/// so the reason is logged and written into the audit event (never a secret:
+/// not the hint, not the URI).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ignored {
+    /// An `id_token_hint` we did not sign, or issued to another client than
+    /// `client_id` names (rule 1): treated as no hint.
+    InvalidHint,
+    /// A `post_logout_redirect_uri` with neither a valid hint nor a
+    /// `client_id`, so no client to check it against (rule 2).
+    NoClient,
+    /// A `post_logout_redirect_uri` for a client we do not know.
+    UnknownClient,
+    /// A `post_logout_redirect_uri` the client did not register, character
+    /// for character (rule 3; a trailing slash is enough).
+    NotRegistered,
+}
+
+impl Ignored {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Ignored::InvalidHint => {
+                "no valid id_token_hint (not signed by us, or for another client)"
+            }
+            Ignored::NoClient => {
+                "post_logout_redirect_uri ignored: no valid id_token_hint or client_id names the client"
+            }
+            Ignored::UnknownClient => "post_logout_redirect_uri ignored: unknown client",
+            Ignored::NotRegistered => "post_logout_redirect_uri not registered for this client",
+        }
+    }
+}
+
 /// What a logout request does to the browser's session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogoutDecision {

@@ -6,13 +6,14 @@ use crate::auth::password::{PasswordRuleError, check_password_rules};
 use crate::crypto::{random_token, sha256_hex};
 use crate::email::OutgoingEmail;
 use crate::service::attempts::{self, Counter, Outcome};
+use crate::service::oidc;
 use crate::state::AppState;
 use crate::store::audit::{self, Event};
 use crate::store::email_tokens::{self, Purpose, Unusable};
 use crate::store::entities::sessions::Model as Session;
 use crate::store::entities::users::Model as User;
 use crate::store::users::{CreateUserError, NewUser};
-use crate::store::{sessions, totp as store_totp, users};
+use crate::store::{api_keys, refresh_tokens, sessions, totp as store_totp, users};
 
 /// Longest display name accepted.
 pub const MAX_NAME_CHARS: usize = 100;
@@ -44,8 +45,22 @@ pub fn check_email(email: &str) -> Option<String> {
     if email.is_empty() {
         return Some("Enter your email address.".into());
     }
-    if email.chars().count() > MAX_EMAIL_CHARS || email.parse::<lettre::Address>().is_err() {
-        return Some("Enter an email address like name@example.com.".into());
+    let malformed = || Some("Enter an email address like name@example.com.".into());
+    let Ok(address) = email.parse::<lettre::Address>() else {
+        return malformed();
+    };
+    if email.chars().count() > MAX_EMAIL_CHARS || users::domain_a_label(address.domain()).is_none()
+    {
+        return malformed();
+    }
+    // RFC 6531 allows any UTF-8 before the @; we refuse it, the simplest rule
+    // under which no two different-looking addresses compare equal (see
+    // `users::normalize_email`). Domains may be internationalized: they are
+    // compared, stored and mailed as their A-label.
+    if !address.user().is_ascii() {
+        return Some(
+            "Use only ASCII letters, digits and punctuation before the @ (for example name@example.com).".into(),
+        );
     }
     None
 }
@@ -102,11 +117,12 @@ async fn audit_sign_in(
     .await
 }
 
-fn link(state: &AppState, path: &str, token: &str) -> String {
-    format!("{}{path}?token={token}", state.settings.issuer)
+/// A link under the issuer for an email, every query value URL-encoded.
+pub(crate) fn link(state: &AppState, path: &str, query: &[(&str, &str)]) -> String {
+    crate::email::link(&state.settings.issuer, path, query)
 }
 
-async fn send(state: &AppState, to: &str, subject: String, text: String) {
+pub(crate) async fn send(state: &AppState, to: &str, subject: String, text: String) {
     let email = OutgoingEmail {
         to: to.to_owned(),
         subject,
@@ -168,13 +184,25 @@ async fn send_confirmation(
 }
 
 /// The confirmation link; during an authorization it leads back into it.
+/// `interaction` is the id of a live interaction (`live_interaction`), never
+/// a value straight from a request.
 fn confirm_link(state: &AppState, token: &str, interaction: Option<&str>) -> String {
-    let mut url = link(state, "/confirm", token);
-    if let Some(id) = interaction {
-        url.push_str("&interaction=");
-        url.push_str(id);
-    }
-    url
+    let mut query = vec![("token", token)];
+    query.extend(interaction.map(|id| ("interaction", id)));
+    link(state, "/confirm", &query)
+}
+
+/// `interaction` when it is the id of a live interaction; anything else (an
+/// unknown, expired or completed id, or a value of another shape) is
+/// dropped: only an authorization in progress may be carried into an email.
+async fn live_interaction<'a>(
+    state: &AppState,
+    interaction: Option<&'a str>,
+) -> Result<Option<&'a str>, AccountError> {
+    let Some(id) = interaction else {
+        return Ok(None);
+    };
+    Ok(oidc::find_interaction(state, id).await?.map(|_| id))
 }
 
 // ---------------------------------------------------------------- sign-up
@@ -212,18 +240,26 @@ pub async fn signup(
     )
     .await;
     match created {
-        Ok(user) => send_confirmation(state, &user, interaction).await?,
+        Ok(user) => {
+            let interaction = live_interaction(state, interaction).await?;
+            send_confirmation(state, &user, interaction).await?
+        }
         Err(CreateUserError::EmailTaken) => {
-            if let Some(owner) = users::find_by_email(&state.db, email).await? {
+            // Only a confirmed address is told: an unconfirmed row may be a
+            // look-alike's squat, whose mailbox is not the owner's.
+            if let Some(owner) = users::find_by_email(&state.db, email).await?
+                && owner.email_verified
+            {
                 let product = &state.settings.ui.product_name;
                 send(
                     state,
                     &owner.email,
                     format!("Someone tried to sign up to {product} with your email"),
                     format!(
-                        "Hello {name},\n\nSomeone (maybe you) tried to create a {product} account with this email address, which already has one. You can sign in at {issuer}/login, or reset your password at {issuer}/password/forgot.\n\nIf it was not you, you can ignore this email: nothing has changed.\n",
+                        "Hello {name},\n\nSomeone (maybe you) tried to create a {product} account with this email address, which already has one. You can sign in at {login}, or reset your password at {forgot}.\n\nIf it was not you, you can ignore this email: nothing has changed.\n",
                         name = owner.name,
-                        issuer = state.settings.issuer,
+                        login = link(state, "/login", &[]),
+                        forgot = link(state, "/password/forgot", &[]),
                     ),
                 )
                 .await;
@@ -394,6 +430,72 @@ pub async fn login(
     Ok(Ok(NewSession { token, user }))
 }
 
+/// Why a re-entered password was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReauthError {
+    WrongPassword,
+    /// Too many failures; seconds until the next attempt is accepted.
+    Locked {
+        retry_after_secs: u64,
+    },
+}
+
+/// Checks a signed-in user's password again (2FA deactivation, an API key
+/// without 2FA), through the same counter as sign-in: no form is a way
+/// around the sign-in lockout. Failures and refusals are audited as `kind`.
+pub async fn reauthenticate(
+    state: &AppState,
+    user: &User,
+    password: &str,
+    ip: Option<&str>,
+    kind: &str,
+) -> Result<Result<(), ReauthError>, AccountError> {
+    let counter = Counter::password(state, &user.email);
+    let checked = attempts::attempt(state, &counter, async {
+        let right = state
+            .hasher
+            .verify(password.to_owned(), user.password_hash.clone())
+            .await;
+        Ok(right.then_some(()))
+    })
+    .await?;
+    let (outcome, detail, error) = match checked {
+        Outcome::Passed(()) => return Ok(Ok(())),
+        Outcome::Locked { retry_after_secs } => {
+            ("locked", None, ReauthError::Locked { retry_after_secs })
+        }
+        Outcome::Failed { lock_secs, .. } => (
+            "failure",
+            Some("wrong password"),
+            match lock_secs {
+                Some(delay) => ReauthError::Locked {
+                    retry_after_secs: delay,
+                },
+                None => ReauthError::WrongPassword,
+            },
+        ),
+    };
+    record(
+        state,
+        Event {
+            kind,
+            outcome,
+            user_id: Some(&user.id),
+            client_id: None,
+            ip,
+            detail,
+        },
+    )
+    .await?;
+    Ok(Err(error))
+}
+
+/// Records on the session that the password was just proved again.
+pub async fn password_proved(state: &AppState, session: &Session) -> Result<(), AccountError> {
+    sessions::set_pwd_at(&state.db, &session.id_hash, now(state)).await?;
+    Ok(())
+}
+
 /// Creates a server-side session with a fresh 256-bit id (a new one at every
 /// sign-in, so a planted cookie is never promoted: session fixation).
 pub async fn start_session(state: &AppState, user_id: &str) -> Result<String, AccountError> {
@@ -498,8 +600,11 @@ pub async fn update_name(
 
 // ---------------------------------------------------------------- password reset
 
-/// Emails a reset link when the address belongs to an active account; the
-/// caller answers the same either way. A new link retires older ones.
+/// Emails a reset link when the address belongs to an active account whose
+/// email is confirmed (an unconfirmed address may not be its owner's: it
+/// confirms itself through the confirmation link, which `/confirm/resend`
+/// sends again); the caller answers the same either way. A new link retires
+/// older ones.
 pub async fn request_password_reset(state: &AppState, email: &str) -> Result<(), AccountError> {
     if check_email(email).is_some() {
         return Ok(());
@@ -507,7 +612,7 @@ pub async fn request_password_reset(state: &AppState, email: &str) -> Result<(),
     let Some(user) = users::find_by_email(&state.db, email).await? else {
         return Ok(());
     };
-    if user.disabled {
+    if user.disabled || !user.email_verified {
         return Ok(());
     }
     email_tokens::retire_for_user(&state.db, &user.id, Purpose::Reset, now(state)).await?;
@@ -519,9 +624,9 @@ pub async fn request_password_reset(state: &AppState, email: &str) -> Result<(),
         &user.email,
         format!("Reset your {product} password"),
         format!(
-            "Hello {name},\n\nTo choose a new password for your {product} account, open:\n\n{url}\n\nThe link works once and expires in {minutes} minutes. If you did not ask for this, ignore this email: your password has not changed.\n",
+            "Hello {name},\n\nTo choose a new password for your {product} account, open:\n\n{url}\n\nThe link works once and expires in {minutes} minutes. Setting a new password signs you out everywhere and revokes every app's access and your API keys.\n\nIf you did not ask for this, ignore this email: your password has not changed.\n",
             name = user.name,
-            url = link(state, "/password/reset", &token),
+            url = link(state, "/password/reset", &[("token", &token)]),
             minutes = ttl / 60,
         ),
     )
@@ -570,9 +675,28 @@ pub async fn reset_password(
     // A pending 2FA secret dies with the sessions: one planted before the
     // reset can never be activated after it.
     store_totp::delete_enrollments_for_user(&state.db, &user_id).await?;
+    // Whoever had the old password may hold tokens and keys it bought: the
+    // reset ends them all (RFC 9700 §4.14.2: revoke refresh tokens when the
+    // password changes; access tokens and API keys go with them).
+    let families = refresh_tokens::revoke_for_user(&state.db, &user_id, now).await?;
+    let keys = api_keys::revoke_all_for_user(&state.db, &user_id, now).await?;
     if let Some(user) = users::find_by_id(&state.db, &user_id).await? {
         Counter::password(state, &user.email).reset(state).await?;
     }
+    record(
+        state,
+        Event {
+            kind: "password.reset",
+            outcome: "success",
+            user_id: Some(&user_id),
+            client_id: None,
+            ip: None,
+            detail: Some(&format!(
+                "{ended} sessions ended; {families} refresh tokens and {keys} API keys revoked"
+            )),
+        },
+    )
+    .await?;
     tracing::info!(%user_id, sessions_ended = ended, "password reset");
     Ok(Ok(()))
 }

@@ -17,7 +17,7 @@
 
 use crate::crypto::{random_id, random_token, sha256_hex};
 use crate::protocol::scope::Scopes;
-use crate::service::accounts::AccountError;
+use crate::service::accounts::{self, AccountError};
 use crate::service::totp;
 use crate::state::AppState;
 use crate::store::api_keys::{self as store, NewApiKey};
@@ -143,25 +143,37 @@ pub fn check_form(
     }
 }
 
-/// Whether a second factor passed at `otp_at` still counts as recent.
-fn is_fresh(otp_at: Option<i64>, now: i64, fresh_secs: u64) -> bool {
-    otp_at.is_some_and(|at| now.saturating_sub(at) <= fresh_secs as i64)
+/// Whether a factor proved at `at` still counts as recent.
+fn is_fresh(at: Option<i64>, now: i64, fresh_secs: u64) -> bool {
+    at.is_some_and(|at| now.saturating_sub(at) <= fresh_secs as i64)
 }
 
-/// Whether creating a key on this session must first ask for a code: the
-/// user has 2FA and the session passed no second factor within
-/// `session.mfa_fresh_secs`. (A stolen, still-open session must not be able
-/// to mint a long-lived credential without the phone.)
-pub async fn needs_second_factor(
+/// What creating a key on this session must ask for first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reauth {
+    /// The user has 2FA and the session passed no second factor within
+    /// `session.mfa_fresh_secs`.
+    Code,
+    /// The user has no second factor and the session has not proved the
+    /// password within `session.mfa_fresh_secs`.
+    Password,
+}
+
+/// Whether creating a key on this session must first ask for a code or the
+/// password: a stolen, still-open session must not be able to mint a
+/// long-lived credential without the phone, or without the password when
+/// there is no phone (OWASP ASVS 2.5.7 / NIST SP 800-63B §6.1.2.1: proof of
+/// an authenticator before binding a new one).
+pub async fn reauth_needed(
     state: &AppState,
     session: &Session,
-) -> Result<bool, AccountError> {
-    let fresh = is_fresh(
-        session.otp_at,
-        now(state),
-        state.settings.session.mfa_fresh_secs,
-    );
-    Ok(!fresh && totp::is_enabled(state, &session.user_id).await?)
+) -> Result<Option<Reauth>, AccountError> {
+    let now = now(state);
+    let fresh_secs = state.settings.session.mfa_fresh_secs;
+    if totp::is_enabled(state, &session.user_id).await? {
+        return Ok((!is_fresh(session.otp_at, now, fresh_secs)).then_some(Reauth::Code));
+    }
+    Ok((!is_fresh(Some(session.pwd_at), now, fresh_secs)).then_some(Reauth::Password))
 }
 
 // ---------------------------------------------------------------- lifecycle
@@ -218,6 +230,27 @@ pub async fn create(
     .await?;
     let detail = format!("key {}; scope {}", row.id, row.scope);
     audit_event(state, "api_key.created", &user.id, ip, &detail).await?;
+    // Every new key is told to its owner: a key made from a stolen session
+    // does not go unnoticed.
+    let product = &state.settings.ui.product_name;
+    let expiry = match expires_in_days {
+        Some(days) => format!("It expires in {days} days."),
+        None => "It does not expire.".to_owned(),
+    };
+    accounts::send(
+        state,
+        &user.email,
+        format!("A new API key was created for your {product} account"),
+        format!(
+            "Hello {name},\n\nA personal API key named \"{key_name}\" was created for your {product} account, with the scopes {scope}. {expiry}\n\nIf you did not do this, revoke it at {keys} and reset your password at {forgot}.\n",
+            name = user.name,
+            key_name = row.name,
+            scope = row.scope,
+            keys = accounts::link(state, "/profile/api-keys", &[]),
+            forgot = accounts::link(state, "/password/forgot", &[]),
+        ),
+    )
+    .await;
     tracing::info!(user_id = %user.id, key_id = %row.id, "API key created");
     Ok(Ok(CreatedKey { row, key }))
 }

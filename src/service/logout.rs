@@ -5,7 +5,7 @@
 
 use crate::protocol::jwt::{self, IdTokenClaims, TYP_ID_TOKEN};
 use crate::protocol::logout::{
-    LogoutRequest, check_hint_client, logout_client_id, post_logout_location,
+    Ignored, LogoutRequest, check_hint_client, logout_client_id, post_logout_location,
 };
 use crate::service::accounts::{self, AccountError};
 use crate::service::{clients, oidc};
@@ -25,6 +25,8 @@ pub struct Logout {
     /// Where to send the browser afterwards: the registered
     /// `post_logout_redirect_uri` with `state`, or nowhere.
     pub redirect: Option<String>,
+    /// What was sent but not used, and why: for the log and the audit event.
+    pub ignored: Vec<Ignored>,
 }
 
 /// The claims of an ID token we signed, or `None`. An expired one is still
@@ -43,25 +45,46 @@ pub fn verify_id_token_hint(state: &AppState, token: &str) -> Option<IdTokenClai
 }
 
 /// Checks the hint, finds the client, and allows the redirect only to a URI
-/// that client registered (never an open redirect, RFC 9700 §4.1.3).
+/// that client registered (never an open redirect, RFC 9700 §4.1.3). What
+/// goes unused is ignored for the user (RP-Initiated Logout §3) and logged
+/// as a warning with the client id and the reason.
 pub async fn resolve(state: &AppState, request: &LogoutRequest) -> Result<Logout, AccountError> {
+    let mut ignored = Vec::new();
     let hint = request
         .id_token_hint
         .as_deref()
         .and_then(|token| verify_id_token_hint(state, token))
         .filter(|hint| check_hint_client(hint, request.client_id.as_deref()).is_ok());
+    if request.id_token_hint.is_some() && hint.is_none() {
+        ignored.push(Ignored::InvalidHint);
+    }
     let client_id = logout_client_id(hint.as_ref(), request).map(str::to_owned);
     let mut redirect = None;
-    if let (Some(client_id), Some(uri)) = (&client_id, &request.post_logout_redirect_uri)
-        && let Some(client) = clients::find(state, client_id).await?
-        && client.has_post_logout_redirect_uri(uri)
-    {
-        redirect = Some(post_logout_location(uri, request.state.as_deref()));
+    if let Some(uri) = &request.post_logout_redirect_uri {
+        match &client_id {
+            None => ignored.push(Ignored::NoClient),
+            Some(id) => match clients::find(state, id).await? {
+                None => ignored.push(Ignored::UnknownClient),
+                Some(client) if client.has_post_logout_redirect_uri(uri) => {
+                    redirect = Some(post_logout_location(uri, request.state.as_deref()));
+                }
+                Some(_) => ignored.push(Ignored::NotRegistered),
+            },
+        }
+    }
+    for reason in &ignored {
+        // Debug-quoted: the client id comes from the request, as is.
+        tracing::warn!(
+            client_id = ?client_id.as_deref().unwrap_or(""),
+            reason = reason.reason(),
+            "logout request: part of it was ignored"
+        );
     }
     Ok(Logout {
         hint,
         client_id,
         redirect,
+        ignored,
     })
 }
 
@@ -88,19 +111,24 @@ impl Via {
 
 /// Ends the session behind the cookie value `token` server-side (the cookie
 /// is worthless afterwards) and records `session.logout` when there was a
-/// live one.
+/// live one, with how it was asked for and what of the request was ignored.
 pub async fn sign_out(
     state: &AppState,
     token: &str,
     client_id: Option<&str>,
     ip: Option<&str>,
     via: Via,
+    ignored: &[Ignored],
 ) -> Result<(), AccountError> {
     let user = accounts::current_session(state, token)
         .await?
         .map(|(_, user)| user);
     accounts::end_session(state, token).await?;
     if let Some(user) = user {
+        let detail = std::iter::once(via.detail())
+            .chain(ignored.iter().map(|i| i.reason()))
+            .collect::<Vec<_>>()
+            .join("; ");
         accounts::record(
             state,
             Event {
@@ -109,7 +137,7 @@ pub async fn sign_out(
                 user_id: Some(&user.id),
                 client_id,
                 ip,
-                detail: Some(via.detail()),
+                detail: Some(&detail),
             },
         )
         .await?;

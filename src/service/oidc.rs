@@ -3,7 +3,7 @@
 //! `decide` from the session and the request, and the end is a single-use
 //! code; the token endpoint turns that code into tokens.
 
-use crate::crypto::{random_token, sha256_hex};
+use crate::crypto::{is_token_shaped, random_token, sha256_hex};
 use crate::protocol::authorize::{AuthorizationRequest, RedirectError, ResponseMode};
 use crate::protocol::error::{OAuthError, OAuthErrorCode};
 use crate::protocol::jwt::{self, AccessTokenClaims};
@@ -61,11 +61,15 @@ pub async fn start_interaction(
     Ok(id)
 }
 
-/// The live interaction with this id, if any.
+/// The live interaction with this id, if any. A value that is not shaped
+/// like an id we issue (`random_token`) is no interaction, unlooked-up.
 pub async fn find_interaction(
     state: &AppState,
     id: &str,
 ) -> Result<Option<Interaction>, AccountError> {
+    if !is_token_shaped(id) {
+        return Ok(None);
+    }
     let Some(row) = interactions::find_live(&state.db, &sha256_hex(id), now(state)).await? else {
         return Ok(None);
     };

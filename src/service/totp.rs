@@ -10,7 +10,7 @@
 use crate::auth::totp::{self, TotpParams, sealed};
 use crate::crypto::{PurposeKey, sha256_hex};
 use crate::email::OutgoingEmail;
-use crate::service::accounts::AccountError;
+use crate::service::accounts::{self, AccountError, ReauthError};
 use crate::service::attempts::{self, Counter, Outcome};
 use crate::state::AppState;
 use crate::store::audit::{self, Event};
@@ -334,9 +334,9 @@ pub async fn confirm_activation(
         user,
         &format!("Two-factor authentication is on for your {product} account"),
         format!(
-            "Hello {name},\n\nTwo-factor authentication is now on for your {product} account. From now on, signing in asks for the 6-digit code from your authenticator app.\n\nIf you did not do this, reset your password at {issuer}/password/forgot and contact your administrator.\n",
+            "Hello {name},\n\nTwo-factor authentication is now on for your {product} account. From now on, signing in asks for the 6-digit code from your authenticator app.\n\nIf you did not do this, reset your password at {forgot} and contact your administrator.\n",
             name = user.name,
-            issuer = state.settings.issuer,
+            forgot = accounts::link(state, "/password/forgot", &[]),
         ),
     )
     .await;
@@ -395,41 +395,13 @@ pub async fn deactivate(
     code: &str,
     ip: Option<&str>,
 ) -> Result<Result<(), DeactivateError>, AccountError> {
-    // The password goes through the sign-in counter of this email, so this
-    // form is no way around the sign-in lockout.
-    let counter = Counter::password(state, &user.email);
-    let checked = attempts::attempt(state, &counter, async {
-        let right = state
-            .hasher
-            .verify(password.to_owned(), user.password_hash.clone())
-            .await;
-        Ok(right.then_some(()))
-    })
-    .await?;
-    match checked {
-        Outcome::Passed(()) => {}
-        Outcome::Locked { retry_after_secs } => {
-            audit(state, "totp.deactivate", "locked", &user.id, ip, None).await?;
+    match accounts::reauthenticate(state, user, password, ip, "totp.deactivate").await? {
+        Ok(()) => {}
+        Err(ReauthError::WrongPassword) => return Ok(Err(DeactivateError::WrongPassword)),
+        Err(ReauthError::Locked { retry_after_secs }) => {
             return Ok(Err(DeactivateError::Code(CodeError::Locked {
                 retry_after_secs,
             })));
-        }
-        Outcome::Failed { lock_secs, .. } => {
-            audit(
-                state,
-                "totp.deactivate",
-                "failure",
-                &user.id,
-                ip,
-                Some("wrong password"),
-            )
-            .await?;
-            return Ok(Err(match lock_secs {
-                Some(delay) => DeactivateError::Code(CodeError::Locked {
-                    retry_after_secs: delay,
-                }),
-                None => DeactivateError::WrongPassword,
-            }));
         }
     }
     if let Err(e) = check_code(state, user, code, false, ip).await? {
@@ -443,9 +415,9 @@ pub async fn deactivate(
         user,
         &format!("Two-factor authentication is off for your {product} account"),
         format!(
-            "Hello {name},\n\nTwo-factor authentication was turned off for your {product} account. Signing in now needs only your password.\n\nIf you did not do this, reset your password at {issuer}/password/forgot right away and contact your administrator.\n",
+            "Hello {name},\n\nTwo-factor authentication was turned off for your {product} account. Signing in now needs only your password.\n\nIf you did not do this, reset your password at {forgot} right away and contact your administrator.\n",
             name = user.name,
-            issuer = state.settings.issuer,
+            forgot = accounts::link(state, "/password/forgot", &[]),
         ),
     )
     .await;

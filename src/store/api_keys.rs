@@ -93,3 +93,18 @@ pub async fn revoke(
         .await?;
     Ok(result.rows_affected == 1)
 }
+
+/// Revokes every live key of a user (a password reset); returns how many.
+pub async fn revoke_all_for_user(
+    db: &DatabaseConnection,
+    user_id: &str,
+    now: i64,
+) -> Result<u64, sea_orm::DbErr> {
+    ApiKeys::update_many()
+        .col_expr(api_keys::Column::RevokedAt, Expr::value(now))
+        .filter(api_keys::Column::UserId.eq(user_id))
+        .filter(api_keys::Column::RevokedAt.is_null())
+        .exec(db)
+        .await
+        .map(|r| r.rows_affected)
+}

@@ -35,7 +35,7 @@ use crate::config::Settings;
 pub enum StoreError {
     #[error("cannot connect to the database at {url}: {reason}")]
     Connect { url: String, reason: String },
-    #[error("cannot prepare the SQLite directory {path}: {reason}")]
+    #[error("cannot prepare the SQLite file or directory {path}: {reason}")]
     SqliteDir { path: String, reason: String },
     #[error("database migration failed: {0}")]
     Migrate(String),
@@ -56,7 +56,7 @@ pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, StoreErr
         reason: e.to_string(),
     };
     let db = if url.starts_with("sqlite:") {
-        ensure_sqlite_dir(url)?;
+        prepare_sqlite_file(url)?;
         let busy = Duration::from_millis(settings.database.sqlite_busy_timeout_ms);
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| connect_error(&e))?
@@ -193,26 +193,49 @@ pub fn backend_name(db: &DatabaseConnection) -> &'static str {
     }
 }
 
-/// `sqlite://data/stepgate.db?mode=rwc` creates the file but not its
-/// directory; create that so the first run works anywhere.
-fn ensure_sqlite_dir(url: &str) -> Result<(), StoreError> {
-    let path = url
-        .trim_start_matches("sqlite:")
-        .trim_start_matches("//")
-        .split('?')
-        .next()
-        .unwrap_or_default();
-    if path.is_empty() || path == ":memory:" {
+/// Prepares the file of a `sqlite:` URL before sqlx opens it, so that other
+/// local users cannot read it (it holds the password hashes): a missing
+/// directory is created mode 0700, and a missing file, when the URL allows
+/// creating it (`mode=rwc`), is created empty mode 0600 (an empty file is an
+/// empty SQLite database). SQLite gives the `-wal` and `-shm` files it makes
+/// the main file's mode. An existing directory or file keeps its mode: the
+/// operator may have chosen it (a group for backups).
+fn prepare_sqlite_file(url: &str) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+
+    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" || query.split('&').any(|p| p == "mode=memory") {
         return Ok(());
     }
-    match std::path::Path::new(path).parent() {
-        Some(dir) if !dir.as_os_str().is_empty() && !dir.exists() => std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::SqliteDir {
-                path: dir.display().to_string(),
-                reason: e.to_string(),
-            }),
-        _ => Ok(()),
+    let path = std::path::Path::new(path);
+    let error = |at: &std::path::Path, e: std::io::Error| StoreError::SqliteDir {
+        path: at.display().to_string(),
+        reason: e.to_string(),
+    };
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+        && !dir.exists()
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| error(dir, e))?;
     }
+    if query.split('&').any(|p| p == "mode=rwc") {
+        let created = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path);
+        match created {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(error(path, e)),
+        }
+    }
+    Ok(())
 }
 
 /// The URL without its password, for messages and logs.

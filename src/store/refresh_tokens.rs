@@ -144,3 +144,35 @@ pub async fn revoke_for_user_client(
         .await
         .map(|_| ())
 }
+
+/// Revokes every refresh token of a user and every access token issued to
+/// the user (a password reset, RFC 9700 §4.14.2). Repeated until a pass
+/// finds nothing, as in [`revoke_family`], so a rotation in flight on
+/// PostgreSQL cannot leave a new token alive; the access tokens go after.
+pub async fn revoke_for_user(
+    db: &DatabaseConnection,
+    user_id: &str,
+    now: i64,
+) -> Result<u64, sea_orm::DbErr> {
+    let mut total = 0;
+    loop {
+        let revoked = RefreshTokens::update_many()
+            .col_expr(refresh_tokens::Column::RevokedAt, Expr::value(now))
+            .filter(refresh_tokens::Column::UserId.eq(user_id))
+            .filter(refresh_tokens::Column::RevokedAt.is_null())
+            .exec(db)
+            .await?
+            .rows_affected;
+        if revoked == 0 {
+            break;
+        }
+        total += revoked;
+    }
+    AccessTokens::update_many()
+        .col_expr(access_tokens::Column::RevokedAt, Expr::value(now))
+        .filter(access_tokens::Column::UserId.eq(user_id))
+        .filter(access_tokens::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(total)
+}

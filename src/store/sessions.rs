@@ -55,6 +55,20 @@ pub async fn find(
     Sessions::find_by_id(id_hash.to_owned()).one(db).await
 }
 
+/// The password was proved again on this session (re-authentication).
+pub async fn set_pwd_at(
+    db: &DatabaseConnection,
+    id_hash: &str,
+    now: i64,
+) -> Result<(), sea_orm::DbErr> {
+    Sessions::update_many()
+        .col_expr(sessions::Column::PwdAt, Expr::value(now))
+        .filter(sessions::Column::IdHash.eq(id_hash))
+        .exec(db)
+        .await
+        .map(|_| ())
+}
+
 pub async fn touch(db: &DatabaseConnection, id_hash: &str, now: i64) -> Result<(), sea_orm::DbErr> {
     Sessions::update_many()
         .col_expr(sessions::Column::LastSeenAt, Expr::value(now))

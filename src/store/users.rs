@@ -8,9 +8,43 @@ use sea_orm::{
 use super::entities::users::{self, Entity as Users, Model as User};
 use super::is_unique_violation;
 
-/// How emails are compared: case-insensitively (stored as entered).
+/// A domain's IDNA A-label (UTS #46 processing, as URLs use it: lower case,
+/// compatibility mappings applied, Punycode where needed), or `None` when it
+/// is not a valid domain name.
+pub fn domain_a_label(domain: &str) -> Option<String> {
+    idna::domain_to_ascii_cow(domain.as_bytes(), idna::AsciiDenyList::URL)
+        .ok()
+        .filter(|a| !a.is_empty())
+        .map(|a| a.into_owned())
+}
+
+/// The address as it is stored and mailed: the local part as entered, the
+/// domain as its A-label when it is not ASCII, so the domain we send to is
+/// exactly the one we compare.
+pub fn canonical_email(email: &str) -> String {
+    let email = email.trim();
+    match email.rsplit_once('@') {
+        Some((local, domain)) if !domain.is_ascii() => match domain_a_label(domain) {
+            Some(domain) => format!("{local}@{domain}"),
+            None => email.to_owned(),
+        },
+        _ => email.to_owned(),
+    }
+}
+
+/// How emails are compared: the local part case-insensitively in ASCII only
+/// (Unicode case folding would make "\u{212A}" — the Kelvin sign — equal
+/// "k", so a look-alike could squat an address), the domain as its A-label
+/// ("Bücher.example" and "xn--bcher-kva.example" are one domain).
 pub fn normalize_email(email: &str) -> String {
-    email.trim().to_lowercase()
+    let email = email.trim();
+    match email.rsplit_once('@') {
+        Some((local, domain)) => {
+            let domain = domain_a_label(domain).unwrap_or_else(|| domain.to_lowercase());
+            format!("{}@{domain}", local.to_ascii_lowercase())
+        }
+        None => email.to_ascii_lowercase(),
+    }
 }
 
 pub struct NewUser<'a> {
@@ -37,7 +71,7 @@ pub async fn create(
 ) -> Result<User, CreateUserError> {
     let model = users::ActiveModel {
         id: Set(uuid::Uuid::new_v4().to_string()),
-        email: Set(new.email.trim().to_owned()),
+        email: Set(canonical_email(new.email)),
         email_normalized: Set(normalize_email(new.email)),
         name: Set(new.name.trim().to_owned()),
         password_hash: Set(new.password_hash.to_owned()),
@@ -126,4 +160,46 @@ pub async fn set_disabled(
     now: i64,
 ) -> Result<bool, sea_orm::DbErr> {
     update_column(db, id, users::Column::Disabled, disabled.into(), now).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn look_alikes_do_not_fold_into_ascii() {
+        // U+212A KELVIN SIGN lower-cases to "k" in Unicode, never here.
+        assert_ne!(
+            normalize_email("\u{212A}im@example.com"),
+            normalize_email("kim@example.com")
+        );
+        assert_eq!(normalize_email(" Kim@Example.COM "), "kim@example.com");
+    }
+
+    #[test]
+    fn domains_compare_as_their_a_label() {
+        assert_eq!(
+            normalize_email("ann@B\u{fc}cher.Example"),
+            "ann@xn--bcher-kva.example"
+        );
+        assert_eq!(
+            normalize_email("ann@xn--bcher-kva.example"),
+            "ann@xn--bcher-kva.example"
+        );
+        // The Kelvin sign in a domain maps to "k" under IDNA, as every
+        // resolver maps it: one domain, so one account.
+        assert_eq!(
+            normalize_email("ann@\u{212A}iosk.example"),
+            normalize_email("ann@kiosk.example")
+        );
+    }
+
+    #[test]
+    fn stored_addresses_keep_the_local_part_and_an_ascii_domain() {
+        assert_eq!(canonical_email(" Ann@Example.com "), "Ann@Example.com");
+        assert_eq!(
+            canonical_email("Ann@B\u{fc}cher.example"),
+            "Ann@xn--bcher-kva.example"
+        );
+    }
 }

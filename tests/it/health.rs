@@ -7,7 +7,30 @@ use serde_json::Value;
 use crate::helpers::{Backend, spawn_app, spawn_app_with};
 use crate::on_both_backends;
 
-on_both_backends!(health_and_readiness_answer);
+on_both_backends!(
+    health_and_readiness_answer,
+    the_favicon_is_served_from_memory
+);
+
+async fn the_favicon_is_served_from_memory(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let icon = app.get("/favicon.ico").await;
+    assert_eq!(icon.status(), 200);
+    assert_eq!(icon.headers()["content-type"], "image/svg+xml");
+    let cache = icon.headers()["cache-control"].to_str().unwrap().to_owned();
+    let max_age: u64 = cache
+        .split(',')
+        .find_map(|d| d.trim().strip_prefix("max-age="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("a max-age: {cache}"));
+    assert!(cache.contains("public"), "{cache}");
+    assert!(max_age >= 86_400, "cached for a day at least: {cache}");
+    let body = icon.text().await.unwrap();
+    assert!(
+        body.starts_with("<svg") && body.trim_end().ends_with("</svg>"),
+        "{body}"
+    );
+}
 
 async fn health_and_readiness_answer(backend: Backend) {
     let app = spawn_app(backend).await;

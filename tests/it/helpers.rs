@@ -313,9 +313,14 @@ impl TestApp {
         self.settings.email.outbox_dir.clone()
     }
 
-    /// Creates a user through the CLI's code path, confirmed or not.
+    /// Creates a user through the CLI's code path, confirmed or not; an
+    /// unconfirmed one's confirmation email goes to this server's outbox.
     pub async fn create_user(&self, email: &str, password: &str, verified: bool) {
-        let config = write_config(self.dir.path(), &self.db, "");
+        let outbox = format!(
+            "[email]\noutbox_dir = {:?}\n",
+            self.outbox().display().to_string()
+        );
+        let config = write_config(self.dir.path(), &self.db, &outbox);
         let mut child = Command::new(env!("CARGO_BIN_EXE_stepgate"))
             .args([
                 "user",

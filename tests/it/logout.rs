@@ -26,6 +26,7 @@ on_both_backends!(
     an_expired_hint_still_signs_out,
     the_profile_sign_out_still_works,
     sign_in_and_sign_out_are_audited,
+    an_ignored_redirect_is_audited_with_its_reason,
 );
 
 /// The post-logout redirect URI the test client registers.
@@ -483,4 +484,90 @@ async fn sign_in_and_sign_out_are_audited(backend: Backend) {
     let lines: Vec<String> = stdout(&out).lines().map(str::to_owned).collect();
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(lines[0].contains("session.logout"), "{}", lines[0]);
+}
+
+/// The `detail` of the newest `session.logout` event.
+fn last_logout_detail(app: &TestApp) -> String {
+    let all = audit_tail(app, &[]);
+    let event = all["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "session.logout")
+        .unwrap_or_else(|| panic!("a session.logout event: {all}"))
+        .clone();
+    event["detail"].as_str().unwrap_or_default().to_owned()
+}
+
+async fn an_ignored_redirect_is_audited_with_its_reason(backend: Backend) {
+    let s = signed_in(backend).await;
+
+    // A trailing slash: still ignored for the user (§3), but the operator
+    // reads why in the audit log.
+    let answer = s
+        .browser
+        .get_raw(&logout_url(&[
+            ("id_token_hint", &s.id_token),
+            ("post_logout_redirect_uri", "http://127.0.0.1:9/bye/"),
+        ]))
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.html);
+    assert!(answer.headers.get("location").is_none());
+    assert!(answer.contains("You are signed out"));
+    assert!(!answer.contains("registered"), "nothing told to the user");
+    assert_eq!(
+        last_logout_detail(&s.app),
+        "rp-initiated, id_token_hint; post_logout_redirect_uri not registered for this client"
+    );
+
+    // A hint that is not ours, and no client_id: nothing to check the URI
+    // against. Confirmed on the form, the session ends on our own page.
+    sign_in(&s.browser, EMAIL, PASSWORD).await;
+    let confirm = s
+        .browser
+        .get(&logout_url(&[
+            ("id_token_hint", "not.a.token"),
+            ("post_logout_redirect_uri", BYE),
+        ]))
+        .await;
+    assert_eq!(confirm.status, StatusCode::OK, "{}", confirm.html);
+    let done = s.browser.submit_raw(&confirm, "/logout", &[]).await;
+    assert_eq!(location(&done), "/login?signed_out=1");
+    let detail = last_logout_detail(&s.app);
+    assert!(detail.starts_with("rp-initiated, confirmed; "), "{detail}");
+    assert!(detail.contains("no valid id_token_hint"), "{detail}");
+    assert!(
+        detail.contains("no valid id_token_hint or client_id names the client"),
+        "{detail}"
+    );
+    assert!(!detail.contains("not.a.token"), "never the hint itself");
+
+    // A client_id nobody registered.
+    sign_in(&s.browser, EMAIL, PASSWORD).await;
+    let confirm = s
+        .browser
+        .get(&logout_url(&[
+            ("client_id", "no-such-client"),
+            ("post_logout_redirect_uri", BYE),
+        ]))
+        .await;
+    let done = s.browser.submit_raw(&confirm, "/logout", &[]).await;
+    assert_eq!(location(&done), "/login?signed_out=1");
+    assert_eq!(
+        last_logout_detail(&s.app),
+        "rp-initiated, confirmed; post_logout_redirect_uri ignored: unknown client"
+    );
+
+    // A logout that went where it asked carries no reason.
+    sign_in(&s.browser, EMAIL, PASSWORD).await;
+    let confirm = s
+        .browser
+        .get(&logout_url(&[
+            ("client_id", &s.client.id),
+            ("post_logout_redirect_uri", BYE),
+        ]))
+        .await;
+    let done = s.browser.submit_raw(&confirm, "/logout", &[]).await;
+    assert_eq!(location(&done), BYE);
+    assert_eq!(last_logout_detail(&s.app), "rp-initiated, confirmed");
 }

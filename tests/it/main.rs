@@ -3,6 +3,7 @@
 mod browser;
 mod helpers;
 
+mod account_mail;
 mod accounts;
 mod accounts_bad_paths;
 mod api_keys;
@@ -18,6 +19,7 @@ mod logout;
 mod oidc;
 mod oidc_rules;
 mod store_append;
+mod store_files;
 mod throttle_race;
 mod tokens;
 mod two_factor;

@@ -115,6 +115,7 @@ async fn relying_party_logout(
                         resolved.client_id.as_deref(),
                         ip.as_deref(),
                         Via::IdTokenHint,
+                        &resolved.ignored,
                     )
                     .await?;
                 }
@@ -228,7 +229,8 @@ pub async fn logout_post(
         };
         if let Some(token) = session_token(&state, &headers) {
             let client_id = resolved.as_ref().and_then(|r| r.client_id.as_deref());
-            logout::sign_out(&state, &token, client_id, ip.as_deref(), via).await?;
+            let ignored = resolved.as_ref().map_or(&[][..], |r| &r.ignored[..]);
+            logout::sign_out(&state, &token, client_id, ip.as_deref(), via, ignored).await?;
         }
         let to = resolved
             .and_then(|r| r.redirect)

@@ -324,7 +324,9 @@ pub async fn login_get(
         }
         let notice = match &query {
             Some(q) if q.signed_out.is_some() => Some("You are signed out."),
-            Some(q) if q.reset.is_some() => Some("Your password is changed. Sign in with it."),
+            Some(q) if q.reset.is_some() => Some(
+                "Your password is changed. You are signed out everywhere, and every app's access and your API keys are revoked. Sign in with the new password.",
+            ),
             _ => None,
         };
         Ok(login_page(

@@ -2,7 +2,8 @@
 //! details): the list, a create form (`name`, repeatable `scope`, optional
 //! `expires_in_days`), the new key shown once in `#api-key`, and a revoke
 //! form per key. With 2FA on and no recent second factor, creating a key
-//! first asks for a `code`.
+//! first asks for a `code`; without 2FA and no recent password, for the
+//! `password`.
 
 use askama::Template;
 use axum::body::Bytes;
@@ -12,6 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
 
+use super::account::retry_after_text;
 use super::two_factor::{code_problem, code_status, with_retry_after};
 use super::{
     FormInput, Layout, PageError, SignedIn, checked_form, checked_pairs, csrf_form, render,
@@ -20,8 +22,8 @@ use super::{
 use crate::http::client_ip::ClientIp;
 use crate::http::csrf::Csrf;
 use crate::protocol::scope;
-use crate::service::accounts;
-use crate::service::api_keys::{self, ApiKeyModel, KeyFieldErrors, KeyStatus};
+use crate::service::accounts::{self, ReauthError};
+use crate::service::api_keys::{self, ApiKeyModel, KeyFieldErrors, KeyStatus, Reauth};
 use crate::service::totp::{self, CodeError};
 use crate::state::AppState;
 
@@ -119,13 +121,15 @@ struct ApiKeysPage {
     max_days: u32,
 }
 
-/// The code step before a key is created: the form's values travel along
-/// as hidden fields.
+/// The step before a key is created that asks for a code (or, without 2FA,
+/// the password): the form's values travel along as hidden fields.
 #[derive(Template)]
 #[template(path = "api_key_code.html")]
 struct CodePage {
     page: Layout,
     csrf_token: String,
+    /// The password is asked for (no 2FA), not a code.
+    ask_password: bool,
     name: String,
     scopes: Vec<String>,
     expires_in_days: String,
@@ -224,6 +228,10 @@ pub async fn api_keys_post(
             errors: KeyFieldErrors::default(),
         };
         let code = fields.has("code").then(|| fields.one("code")).transpose()?;
+        let password = fields
+            .has("password")
+            .then(|| fields.one("password"))
+            .transpose()?;
 
         // The form first: a code is not asked for a key that cannot be made.
         let expires = match api_keys::check_form(&form.name, &form.scopes, &form.expires_in_days) {
@@ -235,29 +243,85 @@ pub async fn api_keys_post(
         };
 
         let mut renewed = None;
-        if api_keys::needs_second_factor(&state, &who.session).await? {
-            let Some(code) = code else {
-                return Ok(code_page(&state, &who, StatusCode::OK, &form, None));
-            };
-            match totp::verify_second_factor(&state, &who.user, &code, ip.as_deref()).await? {
-                Ok(_) => {
-                    // A fresh factor on this session, under a new session id.
-                    let token =
-                        accounts::add_second_factor(&state, &who.token, &who.session).await?;
-                    renewed = Some(session_cookie(&state, &token));
-                    who.token = token;
-                }
-                // 2FA was turned off meanwhile: start again from the page.
-                Err(CodeError::NoCredential) => return Ok(see_other(PATH)),
-                Err(error) => {
-                    let page = code_page(
+        match api_keys::reauth_needed(&state, &who.session).await? {
+            None => {}
+            Some(Reauth::Code) => {
+                let Some(code) = code else {
+                    return Ok(reauth_page(
                         &state,
                         &who,
-                        code_status(&error),
+                        StatusCode::OK,
                         &form,
-                        Some(code_problem(&error)),
-                    );
-                    return Ok(with_retry_after(page, &error));
+                        Reauth::Code,
+                        None,
+                    ));
+                };
+                match totp::verify_second_factor(&state, &who.user, &code, ip.as_deref()).await? {
+                    Ok(_) => {
+                        // A fresh factor on this session, under a new session id.
+                        let token =
+                            accounts::add_second_factor(&state, &who.token, &who.session).await?;
+                        renewed = Some(session_cookie(&state, &token));
+                        who.token = token;
+                    }
+                    // 2FA was turned off meanwhile: start again from the page.
+                    Err(CodeError::NoCredential) => return Ok(see_other(PATH)),
+                    Err(error) => {
+                        let page = reauth_page(
+                            &state,
+                            &who,
+                            code_status(&error),
+                            &form,
+                            Reauth::Code,
+                            Some(code_problem(&error)),
+                        );
+                        return Ok(with_retry_after(page, &error));
+                    }
+                }
+            }
+            Some(Reauth::Password) => {
+                let Some(password) = password else {
+                    return Ok(reauth_page(
+                        &state,
+                        &who,
+                        StatusCode::OK,
+                        &form,
+                        Reauth::Password,
+                        None,
+                    ));
+                };
+                let checked = accounts::reauthenticate(
+                    &state,
+                    &who.user,
+                    &password,
+                    ip.as_deref(),
+                    "api_key.reauth",
+                )
+                .await?;
+                match checked {
+                    Ok(()) => accounts::password_proved(&state, &who.session).await?,
+                    Err(ReauthError::WrongPassword) => {
+                        return Ok(reauth_page(
+                            &state,
+                            &who,
+                            StatusCode::UNAUTHORIZED,
+                            &form,
+                            Reauth::Password,
+                            Some("That password is not right. No key was created.".into()),
+                        ));
+                    }
+                    Err(ReauthError::Locked { retry_after_secs }) => {
+                        let error = CodeError::Locked { retry_after_secs };
+                        let page = reauth_page(
+                            &state,
+                            &who,
+                            code_status(&error),
+                            &form,
+                            Reauth::Password,
+                            Some(retry_after_text(retry_after_secs)),
+                        );
+                        return Ok(with_retry_after(page, &error));
+                    }
                 }
             }
         }
@@ -293,16 +357,22 @@ pub async fn api_keys_post(
     respond(&state, result)
 }
 
-fn code_page(
+fn reauth_page(
     state: &AppState,
     who: &SignedIn,
     status: StatusCode,
     form: &CreateForm,
+    ask: Reauth,
     error: Option<String>,
 ) -> Response {
+    let title = match ask {
+        Reauth::Code => "Confirm with your code",
+        Reauth::Password => "Confirm with your password",
+    };
     let page = CodePage {
-        page: Layout::new(state, "Confirm with your code"),
+        page: Layout::new(state, title),
         csrf_token: Csrf::for_session(&who.token).token(state),
+        ask_password: ask == Reauth::Password,
         name: form.name.clone(),
         scopes: form.scopes.clone(),
         expires_in_days: form.expires_in_days.clone(),
