@@ -11,7 +11,7 @@ use sea_orm::{ConnectionTrait, Database, QueryResult, Statement};
 use stepgate::clock::{Clock, FixedClock};
 
 use crate::accounts::{PASSWORD, sign_in};
-use crate::browser::{Browser, Page};
+use crate::browser::{Browser, Page, emails_to};
 use crate::helpers::{Backend, TestApp, spawn_app_with_clock, stderr, stepgate, write_config};
 use crate::on_both_backends;
 use crate::two_factor::{activate, totp_code};
@@ -20,6 +20,7 @@ on_both_backends!(
     create_use_list_and_revoke_keys,
     keys_expire_and_stop_with_a_disabled_account,
     with_2fa_a_stale_second_factor_asks_for_a_code_first,
+    without_2fa_a_stale_password_is_asked_again_and_each_key_is_mailed,
     keys_belong_to_their_owner_and_forms_are_guarded,
     resource_servers_validate_keys_by_introspection,
 );
@@ -357,6 +358,104 @@ async fn keys_expire_and_stop_with_a_disabled_account(backend: Backend) {
     assert_eq!(userinfo(&app, "sgk_nope").await.0, StatusCode::UNAUTHORIZED);
     let made_up = format!("sgk_{}", "A".repeat(43));
     assert_eq!(userinfo(&app, &made_up).await.0, StatusCode::UNAUTHORIZED);
+}
+
+/// Audit issue 14, item 4: without a second factor, a session whose password
+/// is older than `session.mfa_fresh_secs` proves the password again before a
+/// key is made, through the password throttle; every new key is mailed.
+async fn without_2fa_a_stale_password_is_asked_again_and_each_key_is_mailed(backend: Backend) {
+    let (app, clock) = spawn(backend).await;
+    app.create_user("lin@example.com", PASSWORD, true).await;
+    let browser = app.browser();
+    sign_in(&browser, "lin@example.com", PASSWORD).await;
+
+    // Just signed in: the password is fresh, the key is made at once.
+    let fresh = create_key(&browser, "fresh", &["email"], "").await;
+    assert_eq!(userinfo(&app, &fresh).await.0, StatusCode::OK);
+    let mails = emails_to(&app.outbox(), "lin@example.com");
+    let notice = mails
+        .iter()
+        .find(|m| m.contains("A new API key was created"))
+        .unwrap_or_else(|| panic!("a new-key email among {mails:#?}"));
+    assert!(notice.contains("\"fresh\""), "{notice}");
+    assert!(!notice.contains(&fresh), "the key itself is never mailed");
+
+    // Past session.mfa_fresh_secs (300 s), the password comes first.
+    clock.advance(Duration::seconds(301));
+    let page = browser.get(PAGE).await;
+    let asked = post_create(&browser, &page, "deploy", &["email"], "30").await;
+    assert_eq!(asked.status, StatusCode::OK, "{}", asked.html);
+    assert!(
+        asked.contains("Confirm with your password"),
+        "{}",
+        asked.html
+    );
+    assert!(asked.element_text("api-key").is_none());
+    let form = asked.form(PAGE);
+    assert!(form.fields.contains_key("password"), "{form:?}");
+    assert!(!form.fields.contains_key("code"), "no code without 2FA");
+    assert_eq!(form.fields["name"], "deploy");
+    assert_eq!(key_count(&app).await, 1, "nothing created yet");
+
+    // A wrong password is refused and asked again; nothing is made.
+    let wrong = browser
+        .submit_pairs_raw(&asked, PAGE, &[("password", "not the password")])
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "{}", wrong.html);
+    assert!(
+        wrong.alert().unwrap().contains("not right"),
+        "{}",
+        wrong.html
+    );
+    assert!(wrong.form(PAGE).fields.contains_key("password"));
+    assert_eq!(key_count(&app).await, 1);
+
+    // The right one makes the key, and the password is fresh again.
+    let done = browser
+        .submit_pairs_raw(&wrong, PAGE, &[("password", PASSWORD)])
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.html);
+    let deploy = shown_key(&done);
+    assert_eq!(userinfo(&app, &deploy).await.0, StatusCode::OK);
+    assert_eq!(key_count(&app).await, 2);
+    let next = post_create(&browser, &done, "next", &[], "").await;
+    assert_eq!(next.status, StatusCode::OK, "fresh again: {}", next.html);
+    shown_key(&next);
+    let notices = emails_to(&app.outbox(), "lin@example.com")
+        .into_iter()
+        .filter(|m| m.contains("A new API key was created"))
+        .count();
+    assert_eq!(notices, 3, "one email per key");
+
+    // The prompt counts failures with the sign-in throttle of the email:
+    // once it locks, the right password is refused too (429), and no key.
+    clock.advance(Duration::seconds(301));
+    let page = browser.get(PAGE).await;
+    let mut asked = post_create(&browser, &page, "locked", &[], "").await;
+    let mut locked = None;
+    for _ in 0..20 {
+        let answer = browser
+            .submit_pairs_raw(&asked, PAGE, &[("password", "wrong again")])
+            .await;
+        if answer.status == StatusCode::TOO_MANY_REQUESTS {
+            locked = Some(answer);
+            break;
+        }
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.html);
+        asked = answer;
+    }
+    let locked = locked.expect("the password prompt locks");
+    let refused = browser
+        .submit_pairs_raw(&locked, PAGE, &[("password", PASSWORD)])
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        refused.html
+    );
+    assert!(refused.element_text("api-key").is_none());
+    assert_eq!(key_count(&app).await, 3);
 }
 
 async fn with_2fa_a_stale_second_factor_asks_for_a_code_first(backend: Backend) {

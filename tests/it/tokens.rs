@@ -27,6 +27,7 @@ on_both_backends!(
     introspection_of_live_expired_and_revoked_tokens,
     introspection_answers_only_whom_the_token_concerns,
     refresh_fails_after_the_second_factor_is_reset,
+    a_password_reset_revokes_refresh_tokens_access_tokens_and_api_keys,
 );
 
 /// Runs a full sign-in with `offline_access` and returns the token response.
@@ -727,4 +728,105 @@ async fn refresh_fails_after_the_second_factor_is_reset(backend: Backend) {
     assert!(out.status.success(), "{}", stderr(&out));
     let refused = refresh(&rp, refreshed.refresh_token().unwrap()).await;
     assert!(refused.unwrap_err().contains("invalid_grant"));
+}
+
+/// Audit issue 14, item 4 (RFC 9700 §4.14.2): whoever held the old password
+/// may have taken an `offline_access` refresh token or an API key; the reset
+/// that takes the account back revokes every refresh-token family, their
+/// access tokens and the API keys, and says so.
+async fn a_password_reset_revokes_refresh_tokens_access_tokens_and_api_keys(backend: Backend) {
+    const NEW_PASSWORD: &str = "a brand new passphrase 2";
+    let (app, clock) = spawn(backend).await;
+    app.create_user("taken@example.com", PASSWORD, true).await;
+    let client = register(&app, &[]);
+    let rp = relying_party(&app, &client).await;
+
+    // The attacker's browser: an offline refresh token and an API key.
+    let attacker = app.browser();
+    let tokens = offline_tokens(&app, &rp, &attacker, "taken@example.com").await;
+    let access = tokens.access_token().secret().clone();
+    let key = crate::api_keys::create_key(&attacker, "loot", &["email"], "").await;
+    assert_eq!(userinfo_status(&app, &access).await, StatusCode::OK);
+    assert_eq!(userinfo_status(&app, &key).await, StatusCode::OK);
+    clock.advance(Duration::minutes(10));
+    let refreshed = refresh(&rp, tokens.refresh_token().unwrap())
+        .await
+        .expect("the refresh token works before the reset");
+    let refreshed_access = refreshed.access_token().secret().clone();
+    assert_eq!(
+        userinfo_status(&app, &refreshed_access).await,
+        StatusCode::OK
+    );
+
+    // The owner resets the password from another browser.
+    let owner = app.browser();
+    let link = crate::accounts_bad_paths::request_reset(&app, &owner, "taken@example.com").await;
+    let mails = crate::browser::emails_to(&app.outbox(), "taken@example.com");
+    assert!(
+        mails
+            .last()
+            .unwrap()
+            .contains("revokes every app's access and your API keys"),
+        "the email says what a reset does: {}",
+        mails.last().unwrap()
+    );
+    let form = owner.get(&link).await;
+    let done = owner
+        .submit_raw(&form, "/password/reset", &[("password", NEW_PASSWORD)])
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    let login = owner.follow(done).await;
+    assert!(
+        login.contains("access and your API keys are revoked"),
+        "{}",
+        login.html
+    );
+
+    // Everything the attacker held is dead: both access tokens, the key,
+    // and the refresh token, which no longer refreshes.
+    assert_eq!(
+        userinfo_status(&app, &access).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        userinfo_status(&app, &refreshed_access).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(userinfo_status(&app, &key).await, StatusCode::UNAUTHORIZED);
+    let refused = refresh(&rp, refreshed.refresh_token().unwrap()).await;
+    let error = refused.expect_err("the refresh token is revoked");
+    assert!(error.contains("invalid_grant"), "{error}");
+    let introspected = introspect(&app, &client, refreshed.refresh_token().unwrap().secret()).await;
+    assert_eq!(introspected["active"], false, "{introspected}");
+
+    // The audit trail counts what the reset revoked.
+    let db = sea_orm::Database::connect(app.db.url.as_str())
+        .await
+        .unwrap();
+    let rows = sea_orm::ConnectionTrait::query_all_raw(
+        &db,
+        sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT detail FROM audit_events WHERE kind = 'password.reset'".to_owned(),
+        ),
+    )
+    .await
+    .unwrap();
+    db.close().await.unwrap();
+    assert_eq!(rows.len(), 1, "one password.reset event");
+    let detail: String = rows[0].try_get("", "detail").unwrap();
+    assert!(
+        detail.contains("refresh tokens and 1 API keys revoked") && !detail.contains(" 0 refresh"),
+        "{detail}"
+    );
+
+    // The owner signs in anew with the new password and gets tokens again.
+    let owner = app.browser();
+    let signed_in = crate::accounts::sign_in(&owner, "taken@example.com", NEW_PASSWORD).await;
+    assert!(signed_in.contains("My profile"), "{}", signed_in.html);
+    let fresh = offline_tokens(&app, &rp, &owner, "taken@example.com").await;
+    assert_eq!(
+        userinfo_status(&app, fresh.access_token().secret()).await,
+        StatusCode::OK
+    );
 }
