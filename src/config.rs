@@ -72,6 +72,10 @@ pub struct HttpSettings {
     pub body_limit_bytes: usize,
     /// Seconds a request may take before it is answered 408. Default `30`.
     pub request_timeout_secs: u64,
+    /// Proxies (IP addresses or CIDR blocks) whose `Forwarded` /
+    /// `X-Forwarded-For` headers say who the client is. Default empty: the
+    /// TCP peer is the client and those headers are ignored.
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -380,6 +384,7 @@ impl Default for HttpSettings {
         Self {
             body_limit_bytes: 64 * 1024,
             request_timeout_secs: 30,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -456,6 +461,13 @@ impl Settings {
             return Err(ConfigError::Invalid(
                 "key `http.request_timeout_secs`: must be at least 1".into(),
             ));
+        }
+        if let Err(reason) =
+            crate::http::client_ip::TrustedProxies::parse(&self.http.trusted_proxies)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "key `http.trusted_proxies`: {reason}"
+            )));
         }
         let p = &self.password;
         if p.min_length < 8 {

@@ -40,6 +40,13 @@ const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
 
 pub fn router(state: AppState) -> Router {
     let limit_state = state.clone();
+    // Validated at load (`Settings::validate`); settings built in code that
+    // skipped it trust no proxy, the safe side.
+    let proxies = client_ip::TrustedProxies::parse(&state.settings.http.trusted_proxies)
+        .unwrap_or_else(|reason| {
+            tracing::error!(%reason, "http.trusted_proxies is invalid; trusting no proxy");
+            client_ip::TrustedProxies::default()
+        });
     let https = state.https();
     let request_timeout = Duration::from_secs(state.settings.http.request_timeout_secs);
     let body_limit = state.settings.http.body_limit_bytes;
@@ -163,6 +170,10 @@ pub fn router(state: AppState) -> Router {
         ServiceBuilder::new()
             .layer(access_log::AccessLogLayer::new(REQUEST_ID))
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+            .layer(axum::middleware::from_fn_with_state(
+                std::sync::Arc::new(proxies),
+                client_ip::resolve,
+            ))
             .layer(security_headers)
             .layer(TimeoutLayer::with_status_code(
                 StatusCode::REQUEST_TIMEOUT,

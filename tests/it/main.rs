@@ -7,6 +7,7 @@ mod account_mail;
 mod accounts;
 mod accounts_bad_paths;
 mod api_keys;
+mod client_ip;
 mod clients;
 
 mod cli;
