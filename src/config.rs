@@ -46,6 +46,7 @@ pub struct Settings {
     pub account: AccountSettings,
     pub totp: TotpSettings,
     pub oauth: OAuthSettings,
+    pub sweep: SweepSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -185,6 +186,22 @@ pub struct LoginSettings {
     pub base_delay_secs: u64,
     /// The longest lockout, in seconds. Default `900`.
     pub max_delay_secs: u64,
+}
+
+/// The background sweep that deletes rows nothing can use any more
+/// (`service::sweep`). Every node runs it; the deletes are idempotent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SweepSettings {
+    /// Seconds between sweeps; the first runs one interval after start.
+    /// `0` turns the sweep off. Default `300`.
+    pub interval_secs: u64,
+    /// Rows deleted per statement, so no sweep holds a long lock.
+    /// Default `500`.
+    pub batch_size: u32,
+    /// A run of failed attempts with no failure for this long, and no lock
+    /// left, is forgotten. Default `86400`.
+    pub forget_failures_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -337,6 +354,16 @@ impl Default for LoginSettings {
     }
 }
 
+impl Default for SweepSettings {
+    fn default() -> Self {
+        Self {
+            interval_secs: 300,
+            batch_size: 500,
+            forget_failures_secs: 86400,
+        }
+    }
+}
+
 impl Default for AccountSettings {
     fn default() -> Self {
         Self {
@@ -364,6 +391,7 @@ impl Default for Settings {
             account: AccountSettings::default(),
             totp: TotpSettings::default(),
             oauth: OAuthSettings::default(),
+            sweep: SweepSettings::default(),
         }
     }
 }
@@ -542,6 +570,11 @@ impl Settings {
         {
             return Err(ConfigError::Invalid(
                 "key `oauth.*_secs`: must be positive, code_ttl_secs at most 600 (RFC 6749 §4.1.2), refresh_token_absolute_secs at least refresh_token_idle_secs, client_cache_secs at most 300".into(),
+            ));
+        }
+        if self.sweep.batch_size == 0 {
+            return Err(ConfigError::Invalid(
+                "key `sweep.batch_size`: must be positive".into(),
             ));
         }
         if self.ui.product_name.trim().is_empty() {

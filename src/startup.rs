@@ -31,6 +31,8 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     local_addr: SocketAddr,
+    /// For the background tasks `run_until` starts beside the server.
+    state: AppState,
 }
 
 impl Application {
@@ -84,8 +86,9 @@ impl Application {
         );
         Ok(Self {
             listener,
-            router: crate::http::router(state),
+            router: crate::http::router(state.clone()),
             local_addr,
+            state,
         })
     }
 
@@ -102,17 +105,24 @@ impl Application {
         self.run_until(shutdown_signal()).await
     }
 
-    /// Serves until `signal` completes, then shuts down gracefully.
+    /// Serves until `signal` completes, then shuts down gracefully. The
+    /// sweep of expired rows runs beside the server and stops with it.
     pub async fn run_until(
         self,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let sweeper = (self.state.settings.sweep.interval_secs > 0)
+            .then(|| tokio::spawn(crate::service::sweep::run(self.state.clone())));
         let service = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, service)
+        let served = axum::serve(self.listener, service)
             .with_graceful_shutdown(signal)
-            .await
+            .await;
+        if let Some(sweeper) = sweeper {
+            sweeper.abort();
+        }
+        served
     }
 }
 

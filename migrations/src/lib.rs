@@ -13,6 +13,7 @@ mod m20261128_000004_tokens;
 mod m20261128_000005_partial_indexes;
 mod m20261203_000001_totp_enrollments;
 mod m20261203_000002_client_introspect;
+mod m20261203_000003_sweep_indexes;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000005_partial_indexes::Migration),
             Box::new(m20261203_000001_totp_enrollments::Migration),
             Box::new(m20261203_000002_client_introspect::Migration),
+            Box::new(m20261203_000003_sweep_indexes::Migration),
         ]
     }
 }

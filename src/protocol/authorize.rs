@@ -246,13 +246,13 @@ pub fn validate(
     };
     let checked: Result<AuthorizationRequest, OAuthError> = (|| {
         check_no_repeated_params(params)?;
+        check_lengths(params)?;
         check_no_request_object(params)?;
         check_response_type(params)?;
         let scope = parse_scope(params, client)?;
         let prompt = parse_prompt(params)?;
         let max_age = parse_max_age(params)?;
         let code_challenge = parse_code_challenge(params, client.public || require_pkce)?;
-        check_lengths(params)?;
         Ok(AuthorizationRequest {
             client_id: client_id.to_owned(),
             redirect_uri: redirect_uri.to_owned(),
@@ -456,17 +456,49 @@ fn parse_acr_values(params: &RawParams) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Values the interaction stores and echoes are bounded (`MAX_PARAM_CHARS`).
+/// The most the stored parameters may take together, in bytes (UTF-8), so
+/// an anonymous request can add only a bounded row (audit issue 14, item 6).
+pub const MAX_STORED_PARAMS_BYTES: usize = 16 * 1024;
+
+/// Every parameter the interaction stores, echoes or may store (OpenID
+/// Connect Core §3.1.2.1), with its longest value in characters. Unknown
+/// parameters are ignored and never stored (RFC 6749 §3.1), so they need
+/// no bound here beyond the request body's.
+const PARAM_LIMITS: &[(&str, usize)] = &[
+    ("state", MAX_PARAM_CHARS),
+    ("nonce", MAX_PARAM_CHARS),
+    ("login_hint", MAX_PARAM_CHARS),
+    ("scope", MAX_PARAM_CHARS),
+    ("acr_values", MAX_PARAM_CHARS),
+    ("claims", MAX_PARAM_CHARS),
+    ("ui_locales", 256),
+    ("claims_locales", 256),
+    ("display", 64),
+    ("prompt", 64),
+    ("max_age", 64),
+    ("id_token_hint", crate::protocol::logout::MAX_HINT_CHARS),
+];
+
+/// Values the interaction stores and echoes are bounded, each (`PARAM_LIMITS`)
+/// and together (`MAX_STORED_PARAMS_BYTES`); the excess is `invalid_request`
+/// (RFC 6749 §4.1.2.1), never truncated.
 fn check_lengths(params: &RawParams) -> Result<(), OAuthError> {
-    for name in ["nonce", "state", "login_hint"] {
-        if params
-            .get(name)
-            .is_some_and(|v| v.chars().count() > MAX_PARAM_CHARS)
-        {
+    let mut total = 0;
+    for (name, limit) in PARAM_LIMITS {
+        let Some(value) = params.get(name) else {
+            continue;
+        };
+        if value.len() > *limit && value.chars().count() > *limit {
             return Err(OAuthError::invalid_request(format!(
-                "{name} must be at most {MAX_PARAM_CHARS} characters"
+                "{name} must be at most {limit} characters"
             )));
         }
+        total += value.len();
+    }
+    if total > MAX_STORED_PARAMS_BYTES {
+        return Err(OAuthError::invalid_request(format!(
+            "the request parameters must be at most {MAX_STORED_PARAMS_BYTES} bytes together"
+        )));
     }
     Ok(())
 }
@@ -1060,6 +1092,38 @@ mod tests {
         let e = redirect_error(set("state", &long));
         assert_eq!(e.error.code, OAuthErrorCode::InvalidRequest);
         assert_eq!(e.state.as_deref(), Some(long.as_str()));
+    }
+
+    #[test]
+    fn every_stored_parameter_is_bounded() {
+        for (name, limit) in PARAM_LIMITS {
+            let e = redirect_error(set(name, &"x".repeat(limit + 1)));
+            assert_eq!(e.error.code, OAuthErrorCode::InvalidRequest, "{name}");
+            assert_eq!(e.redirect_uri, REDIRECT_URI);
+            let text = &e.error.description;
+            assert!(text.contains(name), "{name}: {text}");
+        }
+        // An ID token of the usual size passes the length check (and fails,
+        // if at all, only on what it says).
+        let hint = format!("{}.{}.{}", "a".repeat(40), "b".repeat(900), "c".repeat(342));
+        assert!(run(set("id_token_hint", &hint)).is_ok());
+    }
+
+    #[test]
+    fn stored_parameters_are_bounded_together() {
+        let mut pairs = base();
+        for name in ["nonce", "login_hint", "acr_values", "claims"] {
+            pairs = with(pairs, name, &"v".repeat(MAX_PARAM_CHARS));
+        }
+        pairs = with(pairs, "id_token_hint", &"h".repeat(8192));
+        let e = redirect_error(pairs);
+        assert_redirect(&e, OAuthErrorCode::InvalidRequest);
+        assert!(e.error.description.contains("together"), "{e:?}");
+    }
+
+    #[test]
+    fn a_length_counts_characters_not_bytes() {
+        assert!(run(set("nonce", &"é".repeat(MAX_PARAM_CHARS))).is_ok());
     }
 
     #[test]

@@ -8,5 +8,6 @@ pub mod clients;
 pub mod logout;
 pub mod oidc;
 pub mod password;
+pub mod sweep;
 pub mod token;
 pub mod totp;

@@ -16,6 +16,7 @@ pub mod login_throttle;
 pub mod recovery_codes;
 pub mod refresh_tokens;
 pub mod sessions;
+pub mod sweep;
 pub mod totp;
 pub mod users;
 

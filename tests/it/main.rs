@@ -21,6 +21,7 @@ mod oidc;
 mod oidc_rules;
 mod store_append;
 mod store_files;
+mod sweep;
 mod throttle_race;
 mod tokens;
 mod two_factor;

@@ -31,7 +31,7 @@ on_both_backends!(
 );
 
 /// Runs a full sign-in with `offline_access` and returns the token response.
-async fn offline_tokens(
+pub async fn offline_tokens(
     app: &TestApp,
     rp: &Rp,
     browser: &Browser,
