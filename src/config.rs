@@ -146,6 +146,10 @@ pub struct EmailSettings {
     pub smtp_password: String,
     /// Seconds one SMTP delivery may take, connection to final reply. Default `10`.
     pub smtp_timeout_secs: u64,
+    /// Emails that forms can make Stepgate send (confirmation and reset
+    /// links, "someone tried to sign up") to one address per hour; more
+    /// are dropped. Default `5`.
+    pub address_mails_per_hour: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -186,6 +190,12 @@ pub struct LoginSettings {
     pub base_delay_secs: u64,
     /// The longest lockout, in seconds. Default `900`.
     pub max_delay_secs: u64,
+    /// Wrong passwords from one address (an IPv6 /64), any accounts, per
+    /// hour; then that address waits for the window to end. Default `100`.
+    pub address_failures_per_hour: u32,
+    /// Wrong passwords for one account from all addresses together, per
+    /// hour. Default `50`.
+    pub account_failures_per_hour: u32,
 }
 
 /// The background sweep that deletes rows nothing can use any more
@@ -211,6 +221,9 @@ pub struct AccountSettings {
     pub confirm_ttl_secs: u64,
     /// Lifetime of a password reset link, seconds. Default `3600`.
     pub reset_ttl_secs: u64,
+    /// Sign-ups, password reset requests and confirmation resends from one
+    /// address (an IPv6 /64), each, per hour. Default `20`.
+    pub address_requests_per_hour: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -255,6 +268,9 @@ pub struct OAuthSettings {
     /// with the CLI stops working on running nodes within this time; a new
     /// secret works at once. Default `5`, at most `300`.
     pub client_cache_secs: u64,
+    /// Failed client authentications from one address (an IPv6 /64) per
+    /// hour at `/token`, `/introspect` and `/revoke`; then 429. Default `100`.
+    pub address_client_auth_failures_per_hour: u32,
 }
 
 impl Default for OAuthSettings {
@@ -268,6 +284,7 @@ impl Default for OAuthSettings {
             refresh_token_idle_secs: 14 * 24 * 3600,
             refresh_token_absolute_secs: 30 * 24 * 3600,
             client_cache_secs: 5,
+            address_client_auth_failures_per_hour: 100,
         }
     }
 }
@@ -317,6 +334,7 @@ impl Default for EmailSettings {
             smtp_username: String::new(),
             smtp_password: String::new(),
             smtp_timeout_secs: 10,
+            address_mails_per_hour: 5,
         }
     }
 }
@@ -350,6 +368,8 @@ impl Default for LoginSettings {
             free_failures: 5,
             base_delay_secs: 30,
             max_delay_secs: 900,
+            address_failures_per_hour: 100,
+            account_failures_per_hour: 50,
         }
     }
 }
@@ -369,6 +389,7 @@ impl Default for AccountSettings {
         Self {
             confirm_ttl_secs: 86400,
             reset_ttl_secs: 3600,
+            address_requests_per_hour: 20,
         }
     }
 }
@@ -570,6 +591,16 @@ impl Settings {
         {
             return Err(ConfigError::Invalid(
                 "key `oauth.*_secs`: must be positive, code_ttl_secs at most 600 (RFC 6749 §4.1.2), refresh_token_absolute_secs at least refresh_token_idle_secs, client_cache_secs at most 300".into(),
+            ));
+        }
+        if self.email.address_mails_per_hour == 0
+            || self.login.address_failures_per_hour == 0
+            || self.login.account_failures_per_hour == 0
+            || self.account.address_requests_per_hour == 0
+            || self.oauth.address_client_auth_failures_per_hour == 0
+        {
+            return Err(ConfigError::Invalid(
+                "key `*_per_hour` (email, login, account, oauth): must be positive".into(),
             ));
         }
         if self.sweep.batch_size == 0 {

@@ -14,6 +14,7 @@ mod m20261128_000005_partial_indexes;
 mod m20261203_000001_totp_enrollments;
 mod m20261203_000002_client_introspect;
 mod m20261203_000003_sweep_indexes;
+mod m20261203_000004_rate_limits;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000001_totp_enrollments::Migration),
             Box::new(m20261203_000002_client_introspect::Migration),
             Box::new(m20261203_000003_sweep_indexes::Migration),
+            Box::new(m20261203_000004_rate_limits::Migration),
         ]
     }
 }

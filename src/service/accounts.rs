@@ -122,6 +122,27 @@ pub(crate) fn link(state: &AppState, path: &str, query: &[(&str, &str)]) -> Stri
     crate::email::link(&state.settings.issuer, path, query)
 }
 
+/// Counts one email that an anonymous request triggers (a confirmation
+/// link, a reset link, "someone tried to sign up") to `to`, and says
+/// whether to send it: at most `email.address_mails_per_hour` per address,
+/// so nobody can bomb a mailbox through the forms. Asked before anything
+/// is prepared, so a dropped email retires no link already sent. Over the
+/// budget the answer to the request stays the same. Counted under an HMAC
+/// of the address (`service::limits`), on every node together.
+async fn mail_budget_left(state: &AppState, to: &str) -> Result<bool, AccountError> {
+    let limit = crate::service::limits::Limit::per_recipient(state, to);
+    Ok(match limit.hit(state).await? {
+        Ok(()) => true,
+        Err(limited) => {
+            tracing::warn!(
+                retry_after_secs = limited.retry_after_secs,
+                "an address had its hourly budget of requested emails; one was dropped"
+            );
+            false
+        }
+    })
+}
+
 pub(crate) async fn send(state: &AppState, to: &str, subject: String, text: String) {
     let email = OutgoingEmail {
         to: to.to_owned(),
@@ -160,6 +181,9 @@ async fn send_confirmation(
     user: &User,
     interaction: Option<&str>,
 ) -> Result<(), AccountError> {
+    if !mail_budget_left(state, &user.email).await? {
+        return Ok(());
+    }
     let token = issue_link(
         state,
         &user.id,
@@ -249,6 +273,7 @@ pub async fn signup(
             // look-alike's squat, whose mailbox is not the owner's.
             if let Some(owner) = users::find_by_email(&state.db, email).await?
                 && owner.email_verified
+                && mail_budget_left(state, &owner.email).await?
             {
                 let product = &state.settings.ui.product_name;
                 send(
@@ -358,7 +383,7 @@ pub async fn login(
     };
     let user_id = user.as_ref().map(|u| u.id.clone());
     let user_id = user_id.as_deref();
-    let counter = Counter::password(state, email);
+    let counter = Counter::password(state, email, ip);
     let verified = attempts::attempt(state, &counter, async {
         let right = match &user {
             Some(user) => {
@@ -450,7 +475,7 @@ pub async fn reauthenticate(
     ip: Option<&str>,
     kind: &str,
 ) -> Result<Result<(), ReauthError>, AccountError> {
-    let counter = Counter::password(state, &user.email);
+    let counter = Counter::password(state, &user.email, ip);
     let checked = attempts::attempt(state, &counter, async {
         let right = state
             .hasher
@@ -612,7 +637,7 @@ pub async fn request_password_reset(state: &AppState, email: &str) -> Result<(),
     let Some(user) = users::find_by_email(&state.db, email).await? else {
         return Ok(());
     };
-    if user.disabled || !user.email_verified {
+    if user.disabled || !user.email_verified || !mail_budget_left(state, &user.email).await? {
         return Ok(());
     }
     email_tokens::retire_for_user(&state.db, &user.id, Purpose::Reset, now(state)).await?;
@@ -681,7 +706,7 @@ pub async fn reset_password(
     let families = refresh_tokens::revoke_for_user(&state.db, &user_id, now).await?;
     let keys = api_keys::revoke_all_for_user(&state.db, &user_id, now).await?;
     if let Some(user) = users::find_by_id(&state.db, &user_id).await? {
-        Counter::password(state, &user.email).reset(state).await?;
+        Counter::reset_password(state, &user.email).await?;
     }
     record(
         state,

@@ -14,6 +14,7 @@ use std::future::Future;
 
 use crate::auth::throttle::ThrottlePolicy;
 use crate::service::accounts::AccountError;
+use crate::service::limits::{self, Action, Limit};
 use crate::state::AppState;
 use crate::store::{login_throttle, users};
 
@@ -22,23 +23,52 @@ use crate::store::{login_throttle, users};
 pub struct Counter {
     key: String,
     policy: ThrottlePolicy,
+    /// Windows every failure also counts in (`service::limits`); a success
+    /// takes its event back from each.
+    limits: Vec<Limit>,
+}
+
+/// The throttle key of an email: an HMAC of the normalized address.
+fn email_key(state: &AppState, email: &str) -> String {
+    state
+        .throttle_key
+        .sign(users::normalize_email(email).as_bytes())
 }
 
 impl Counter {
-    /// Passwords, per email: an HMAC of the normalized address, so the table
-    /// holds no addresses and unknown emails are counted like known ones.
-    pub fn password(state: &AppState, email: &str) -> Self {
+    /// Passwords, per email *and client address* (`ip`, an IPv6 /64): an
+    /// HMAC of the normalized email, so the table holds no addresses and
+    /// unknown emails are counted like known ones, then `@` and the
+    /// address. Failures from one source lock that source out of the
+    /// account, not the owner elsewhere (OWASP Authentication Cheat Sheet,
+    /// "Account lockout"). Each failure also counts against the address's
+    /// hourly budget over all accounts (password spraying) and the
+    /// account's hourly budget over all addresses (many sources at once).
+    pub fn password(state: &AppState, email: &str, ip: Option<&str>) -> Self {
         let s = &state.settings.login;
+        let email_key = email_key(state, email);
         Self {
-            key: state
-                .throttle_key
-                .sign(users::normalize_email(email).as_bytes()),
+            key: format!("{email_key}@{}", limits::address_bucket(ip)),
             policy: ThrottlePolicy {
                 free_failures: s.free_failures,
                 base_delay_secs: s.base_delay_secs,
                 max_delay_secs: s.max_delay_secs,
             },
+            limits: vec![
+                Limit::per_address(state, Action::PasswordFailure, ip),
+                Limit::account_password_failures(state, &email_key),
+            ],
         }
+    }
+
+    /// Ends every run of password failures of `email`, from every address,
+    /// and its hourly budget (a password reset).
+    pub async fn reset_password(state: &AppState, email: &str) -> Result<(), AccountError> {
+        let email_key = email_key(state, email);
+        login_throttle::clear_prefix(&state.db, &format!("{email_key}@")).await?;
+        Limit::account_password_failures(state, &email_key)
+            .clear(state)
+            .await
     }
 
     /// Second factors, per user: every code, recovery code and fresh-factor
@@ -52,6 +82,7 @@ impl Counter {
                 base_delay_secs: t.base_delay_secs,
                 max_delay_secs: t.max_delay_secs,
             },
+            limits: Vec::new(),
         }
     }
 
@@ -102,9 +133,17 @@ pub async fn attempt<T>(
     counter: &Counter,
     verify: impl Future<Output = Result<Option<T>, AccountError>>,
 ) -> Result<Outcome<T>, AccountError> {
+    // The windows first: a full one refuses before anything else counts.
+    if let Err(limited) = limits::hit_all(state, &counter.limits).await? {
+        return Ok(Outcome::Locked {
+            retry_after_secs: limited.retry_after_secs,
+        });
+    }
     let now = state.clock.now().timestamp();
     match login_throttle::claim(&state.db, &counter.key, now, &counter.policy).await? {
         login_throttle::Claimed::Locked { retry_after_secs } => {
+            // Not verified, so no failure in the windows either.
+            limits::refund_all(state, &counter.limits).await?;
             Ok(Outcome::Locked { retry_after_secs })
         }
         login_throttle::Claimed::Open {
@@ -113,6 +152,7 @@ pub async fn attempt<T>(
         } => match verify.await? {
             Some(value) => {
                 login_throttle::clear(&state.db, &counter.key).await?;
+                limits::refund_all(state, &counter.limits).await?;
                 Ok(Outcome::Passed(value))
             }
             None => Ok(Outcome::Failed {

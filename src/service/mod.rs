@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod api_keys;
 pub mod attempts;
 pub mod clients;
+pub mod limits;
 pub mod logout;
 pub mod oidc;
 pub mod password;

@@ -118,3 +118,18 @@ pub async fn clear(db: &DatabaseConnection, key: &str) -> Result<(), sea_orm::Db
         .await
         .map(|_| ())
 }
+
+/// Ends every run whose key starts with `prefix` (one email from every
+/// address). A range, not `LIKE`: the keys hold `_`, a `LIKE` wildcard.
+/// The address part after the prefix is digits, `.`, `:`, `/`, hex or
+/// `unknown`, all below `~`.
+pub async fn clear_prefix(db: &DatabaseConnection, prefix: &str) -> Result<(), sea_orm::DbErr> {
+    use super::entities::login_throttle::Column;
+    use sea_orm::{ColumnTrait, QueryFilter};
+    LoginThrottle::delete_many()
+        .filter(Column::EmailKey.gte(prefix.to_owned()))
+        .filter(Column::EmailKey.lt(format!("{prefix}~")))
+        .exec(db)
+        .await
+        .map(|_| ())
+}

@@ -92,6 +92,14 @@ pub const RULES: &[Rule] = &[
         dead: "last_failure_at < ?1 AND (locked_until IS NULL OR locked_until <= ?2)",
         values: |c| vec![c.forget_before.into(), c.now.into()],
     },
+    // Windows last an hour (`service::limits::WINDOW_SECS`); one that
+    // began before the forget cut-off is long over.
+    Rule {
+        table: "rate_limits",
+        key: "key",
+        dead: "window_start < ?1",
+        values: |c| vec![c.forget_before.into()],
+    },
 ];
 
 impl Rule {

@@ -6,6 +6,7 @@ mod helpers;
 mod account_mail;
 mod accounts;
 mod accounts_bad_paths;
+mod address_limits;
 mod api_keys;
 mod client_ip;
 mod clients;

@@ -16,6 +16,7 @@ use crate::http::error::oauth_json;
 use crate::protocol::authorize::RawParams;
 use crate::protocol::error::{OAuthError, OAuthErrorCode};
 use crate::service::clients::{self, Client};
+use crate::service::limits::{Action, Limit, Limited};
 use crate::state::AppState;
 
 /// An OAuth error as these endpoints answer it (RFC 6749 §5.2): JSON,
@@ -111,7 +112,7 @@ pub fn form_params(
 }
 
 /// RFC 6749 §2.3.1: Basic carries `urlencode(id):urlencode(secret)`.
-fn basic_credentials(headers: &HeaderMap) -> Option<Result<(String, String), ()>> {
+pub fn basic_credentials(headers: &HeaderMap) -> Option<Result<(String, String), ()>> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, rest) = value.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
@@ -134,10 +135,15 @@ fn basic_credentials(headers: &HeaderMap) -> Option<Result<(String, String), ()>
 }
 
 /// The authenticated client, and whether it used Basic (for error answers).
+///
+/// A failed check counts against the hourly budget of failed client
+/// authentications of the address `ip` (`service::limits`); a full budget
+/// is 429 with `Retry-After` (RFC 6585 §4), in RFC 6749 §5.2's JSON shape.
 pub async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     params: &RawParams,
+    ip: Option<&str>,
 ) -> Result<(Arc<Client>, bool), Response> {
     let invalid_client =
         |basic: bool, d: &str| error(&OAuthError::new(OAuthErrorCode::InvalidClient, d), basic);
@@ -167,9 +173,36 @@ pub async fn authenticate(
             None => return Err(invalid_client(false, "client authentication is required")),
         },
     };
+    // Client secrets are long and random, so the budget is about load, not
+    // guessing: it is read before the check and counted only on a failure
+    // (no write on the hot path), and a burst may pass it by what is in
+    // flight. A full budget refuses even the right secret until the window
+    // ends.
+    let limit = Limit::per_address(state, Action::ClientAuthFailure, ip);
+    let too_many = |limited: Limited| {
+        let mut response = oauth_json(
+            StatusCode::TOO_MANY_REQUESTS,
+            "temporarily_unavailable",
+            "too many failed client authentications from this address; try again later",
+        );
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(limited.retry_after_secs),
+        );
+        response
+    };
+    match limit.check(state).await {
+        Ok(Ok(())) => {}
+        Ok(Err(limited)) => return Err(too_many(limited)),
+        Err(e) => return Err(server_error(e)),
+    }
     match clients::authenticate(state, &client_id, secret.as_deref()).await {
         Ok(Some(client)) => Ok((client, basic)),
-        Ok(None) => Err(invalid_client(basic, "client authentication failed")),
+        Ok(None) => match limit.hit(state).await {
+            Ok(Ok(())) => Err(invalid_client(basic, "client authentication failed")),
+            Ok(Err(limited)) => Err(too_many(limited)),
+            Err(e) => Err(server_error(e)),
+        },
         Err(e) => Err(server_error(e)),
     }
 }
@@ -180,9 +213,10 @@ pub async fn authenticated_form(
     state: &AppState,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
+    ip: Option<&str>,
 ) -> Result<(RawParams, Arc<Client>, bool), Box<Response>> {
     let params = form_params(headers, body)?;
-    let (client, basic) = authenticate(state, headers, &params)
+    let (client, basic) = authenticate(state, headers, &params, ip)
         .await
         .map_err(Box::new)?;
     Ok((params, client, basic))

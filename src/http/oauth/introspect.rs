@@ -10,19 +10,22 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 
 use super::client_auth::{authenticated_form, error, invalid_request, json_no_store, server_error};
+use crate::http::client_ip::ClientIp;
 use crate::protocol::error::{OAuthError, OAuthErrorCode};
 use crate::service::token;
 use crate::state::AppState;
 
 pub async fn introspect_post(
     State(state): State<AppState>,
+    ip: ClientIp,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let (params, client, basic) = match authenticated_form(&state, &headers, body).await {
-        Ok(found) => found,
-        Err(response) => return *response,
-    };
+    let (params, client, basic) =
+        match authenticated_form(&state, &headers, body, ip.as_deref()).await {
+            Ok(found) => found,
+            Err(response) => return *response,
+        };
     // RFC 7662 §2.1: the endpoint requires authorization (401 without); a
     // public client's bare client_id is no authorization.
     if client.public {

@@ -8,15 +8,18 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::client_auth::{authenticated_form, invalid_request, server_error};
+use crate::http::client_ip::ClientIp;
 use crate::service::token;
 use crate::state::AppState;
 
 pub async fn revoke_post(
     State(state): State<AppState>,
+    ip: ClientIp,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let (params, client, _) = match authenticated_form(&state, &headers, body).await {
+    let (params, client, _) = match authenticated_form(&state, &headers, body, ip.as_deref()).await
+    {
         Ok(found) => found,
         Err(response) => return *response,
     };

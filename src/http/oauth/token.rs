@@ -9,6 +9,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 
 use super::client_auth::{authenticated_form, error, invalid_request, json_no_store, server_error};
+use crate::http::client_ip::ClientIp;
 use crate::protocol::error::{OAuthError, OAuthErrorCode};
 use crate::service::clients::{
     GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_REFRESH_TOKEN,
@@ -18,13 +19,15 @@ use crate::state::AppState;
 
 pub async fn token_post(
     State(state): State<AppState>,
+    ip: ClientIp,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let (params, client, basic) = match authenticated_form(&state, &headers, body).await {
-        Ok(found) => found,
-        Err(response) => return *response,
-    };
+    let (params, client, basic) =
+        match authenticated_form(&state, &headers, body, ip.as_deref()).await {
+            Ok(found) => found,
+            Err(response) => return *response,
+        };
     let Some(grant_type) = params.get("grant_type") else {
         return invalid_request("grant_type is required");
     };

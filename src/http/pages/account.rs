@@ -15,6 +15,7 @@ use crate::http::client_ip::ClientIp;
 use crate::http::csrf::Csrf;
 use crate::http::oauth::authorize::{after_sign_in, with_interaction};
 use crate::service::accounts::{self, FieldErrors, LinkError, LoginError};
+use crate::service::limits::Action;
 use crate::service::{oidc, totp};
 use crate::state::AppState;
 
@@ -110,6 +111,7 @@ pub async fn signup_get(
 
 pub async fn signup_post(
     State(state): State<AppState>,
+    ip: ClientIp,
     headers: HeaderMap,
     query: FlowInput,
     form: FormInput<SignupForm>,
@@ -117,6 +119,9 @@ pub async fn signup_post(
     let interaction = flow(query);
     let result = async {
         let form = checked_form(&state, &headers, form)?;
+        if let Some(limited) = super::address_limit(&state, Action::SignUp, ip.as_deref()).await? {
+            return Ok(limited);
+        }
         let signed_up = accounts::signup(
             &state,
             &form.email,
@@ -218,11 +223,17 @@ pub async fn confirm_get(
 /// not the email has an unconfirmed account.
 pub async fn confirm_resend_post(
     State(state): State<AppState>,
+    ip: ClientIp,
     headers: HeaderMap,
     form: FormInput<EmailForm>,
 ) -> Response {
     let result = async {
         let form = checked_form(&state, &headers, form)?;
+        if let Some(limited) =
+            super::address_limit(&state, Action::ConfirmationResend, ip.as_deref()).await?
+        {
+            return Ok(limited);
+        }
         accounts::resend_confirmation(&state, &form.email).await?;
         Ok(message(
             &state,

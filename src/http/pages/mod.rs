@@ -83,6 +83,37 @@ pub fn message(
     )
 }
 
+/// Counts one `action` from the address `ip` (`service::limits`); when the
+/// address has used its hourly budget, the answer is a 429 page with
+/// `Retry-After` (RFC 6585 §4), the same whatever the form held.
+pub async fn address_limit(
+    state: &AppState,
+    action: crate::service::limits::Action,
+    ip: Option<&str>,
+) -> Result<Option<Response>, PageError> {
+    let limit = crate::service::limits::Limit::per_address(state, action, ip);
+    Ok(match limit.hit(state).await? {
+        Ok(()) => None,
+        Err(limited) => {
+            let mut response = message(
+                state,
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many requests",
+                &format!(
+                    "Too many requests from your network. {}",
+                    account::retry_after_text(limited.retry_after_secs)
+                ),
+                None,
+            );
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(limited.retry_after_secs),
+            );
+            Some(response)
+        }
+    })
+}
+
 /// Why a page request failed before its own logic could answer.
 #[derive(Debug)]
 pub enum PageError {

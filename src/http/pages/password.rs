@@ -9,8 +9,10 @@ use super::account::{TokenQuery, link_problem};
 use super::{
     FormInput, Layout, checked_form, csrf_form, message, render, respond, see_other, with_cookie,
 };
+use crate::http::client_ip::ClientIp;
 use crate::http::csrf::Csrf;
 use crate::service::accounts::{self, ResetError};
+use crate::service::limits::Action;
 use crate::state::AppState;
 
 csrf_form!(ForgotForm { email });
@@ -48,6 +50,7 @@ pub async fn forgot_get(State(state): State<AppState>, headers: HeaderMap) -> Re
 
 pub async fn forgot_post(
     State(state): State<AppState>,
+    ip: ClientIp,
     headers: HeaderMap,
     form: FormInput<ForgotForm>,
 ) -> Response {
@@ -62,6 +65,11 @@ pub async fn forgot_post(
                 error: Some(error),
             };
             return Ok(with_cookie(render(StatusCode::BAD_REQUEST, &page), csrf.set_cookie));
+        }
+        if let Some(limited) =
+            super::address_limit(&state, Action::PasswordResetRequest, ip.as_deref()).await?
+        {
+            return Ok(limited);
         }
         accounts::request_password_reset(&state, &form.email).await?;
         Ok(message(
