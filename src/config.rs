@@ -150,6 +150,8 @@ pub struct EmailSettings {
     /// links, "someone tried to sign up") to one address per hour; more
     /// are dropped. Default `5`.
     pub address_mails_per_hour: u32,
+    /// Seconds between two looks at the mail queue for rows queued by other nodes, retries and run-out leases. Default `5`.
+    pub queue_poll_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -335,6 +337,7 @@ impl Default for EmailSettings {
             smtp_password: String::new(),
             smtp_timeout_secs: 10,
             address_mails_per_hour: 5,
+            queue_poll_secs: 5,
         }
     }
 }

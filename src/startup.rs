@@ -96,6 +96,12 @@ impl Application {
         self.local_addr
     }
 
+    /// What the handlers share (tests and commands reach the services
+    /// through it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
     pub fn port(&self) -> u16 {
         self.local_addr.port()
     }
@@ -106,13 +112,16 @@ impl Application {
     }
 
     /// Serves until `signal` completes, then shuts down gracefully. The
-    /// sweep of expired rows runs beside the server and stops with it.
+    /// sweep of expired rows and the mail worker run beside the server and
+    /// stop with it (a message cut off mid-send is sent again by the next
+    /// node whose worker finds its lease run out: `service::mail`).
     pub async fn run_until(
         self,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let sweeper = (self.state.settings.sweep.interval_secs > 0)
             .then(|| tokio::spawn(crate::service::sweep::run(self.state.clone())));
+        let mail_worker = tokio::spawn(crate::service::mail::run(self.state.clone()));
         let service = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
@@ -122,6 +131,7 @@ impl Application {
         if let Some(sweeper) = sweeper {
             sweeper.abort();
         }
+        mail_worker.abort();
         served
     }
 }

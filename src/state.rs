@@ -41,6 +41,8 @@ pub struct Shared {
     pub settings: Settings,
     pub clock: Arc<dyn Clock>,
     pub mailer: Mailer,
+    /// Wakes this node's mail worker when a request queued an email.
+    pub mail_wakeup: tokio::sync::Notify,
     pub hasher: Hasher,
     /// Signs CSRF tokens.
     pub csrf_key: PurposeKey,
@@ -67,6 +69,7 @@ impl AppState {
         Ok(Self(Arc::new(Shared {
             documents,
             mailer: Mailer::from_settings(&settings.email)?,
+            mail_wakeup: tokio::sync::Notify::new(),
             hasher: Hasher::new(&settings.password),
             csrf_key: PurposeKey::derive(&master, "stepgate/csrf/v1"),
             throttle_key: PurposeKey::derive(&master, "stepgate/login-throttle/v1"),

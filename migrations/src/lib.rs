@@ -15,6 +15,7 @@ mod m20261203_000001_totp_enrollments;
 mod m20261203_000002_client_introspect;
 mod m20261203_000003_sweep_indexes;
 mod m20261203_000004_rate_limits;
+mod m20261203_000005_mail_queue;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000002_client_introspect::Migration),
             Box::new(m20261203_000003_sweep_indexes::Migration),
             Box::new(m20261203_000004_rate_limits::Migration),
+            Box::new(m20261203_000005_mail_queue::Migration),
         ]
     }
 }

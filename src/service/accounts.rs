@@ -4,9 +4,8 @@
 
 use crate::auth::password::{PasswordRuleError, check_password_rules};
 use crate::crypto::{random_token, sha256_hex};
-use crate::email::OutgoingEmail;
 use crate::service::attempts::{self, Counter, Outcome};
-use crate::service::oidc;
+use crate::service::mail::{self, Intent};
 use crate::state::AppState;
 use crate::store::audit::{self, Event};
 use crate::store::email_tokens::{self, Purpose, Unusable};
@@ -51,6 +50,16 @@ pub fn check_email(email: &str) -> Option<String> {
     };
     if email.chars().count() > MAX_EMAIL_CHARS || users::domain_a_label(address.domain()).is_none()
     {
+        return malformed();
+    }
+    // The address is stored and mailed with its domain as an A-label, which
+    // can be longer than what was typed: "Ǆ" + 60 letters is a 61-character
+    // label whose A-label has more than the 63 octets a DNS label may have
+    // (RFC 1035 §2.3.4), and the address could then never
+    // be mailed. The form that is kept must be valid too (found by fuzzing:
+    // `fuzz/fuzz_targets/email_address.rs`).
+    let canonical = users::canonical_email(email);
+    if canonical.len() > MAX_EMAIL_CHARS || canonical.parse::<lettre::Address>().is_err() {
         return malformed();
     }
     // RFC 6531 allows any UTF-8 before the @; we refuse it, the simplest rule
@@ -122,41 +131,8 @@ pub(crate) fn link(state: &AppState, path: &str, query: &[(&str, &str)]) -> Stri
     crate::email::link(&state.settings.issuer, path, query)
 }
 
-/// Counts one email that an anonymous request triggers (a confirmation
-/// link, a reset link, "someone tried to sign up") to `to`, and says
-/// whether to send it: at most `email.address_mails_per_hour` per address,
-/// so nobody can bomb a mailbox through the forms. Asked before anything
-/// is prepared, so a dropped email retires no link already sent. Over the
-/// budget the answer to the request stays the same. Counted under an HMAC
-/// of the address (`service::limits`), on every node together.
-async fn mail_budget_left(state: &AppState, to: &str) -> Result<bool, AccountError> {
-    let limit = crate::service::limits::Limit::per_recipient(state, to);
-    Ok(match limit.hit(state).await? {
-        Ok(()) => true,
-        Err(limited) => {
-            tracing::warn!(
-                retry_after_secs = limited.retry_after_secs,
-                "an address had its hourly budget of requested emails; one was dropped"
-            );
-            false
-        }
-    })
-}
-
-pub(crate) async fn send(state: &AppState, to: &str, subject: String, text: String) {
-    let email = OutgoingEmail {
-        to: to.to_owned(),
-        subject,
-        text,
-    };
-    if let Err(e) = state.mailer.send(email).await {
-        // The link stays valid; the person can ask for a new email.
-        tracing::error!(error = %e, "could not send an email");
-    }
-}
-
 /// Creates a single-use link token; only its hash is stored.
-async fn issue_link(
+pub(crate) async fn issue_link(
     state: &AppState,
     user_id: &str,
     purpose: Purpose,
@@ -174,59 +150,6 @@ async fn issue_link(
     )
     .await?;
     Ok(token)
-}
-
-async fn send_confirmation(
-    state: &AppState,
-    user: &User,
-    interaction: Option<&str>,
-) -> Result<(), AccountError> {
-    if !mail_budget_left(state, &user.email).await? {
-        return Ok(());
-    }
-    let token = issue_link(
-        state,
-        &user.id,
-        Purpose::Confirm,
-        state.settings.account.confirm_ttl_secs,
-    )
-    .await?;
-    let product = &state.settings.ui.product_name;
-    let hours = state.settings.account.confirm_ttl_secs / 3600;
-    send(
-        state,
-        &user.email,
-        format!("Confirm your email address for {product}"),
-        format!(
-            "Hello {name},\n\nConfirm your email address to finish creating your {product} account:\n\n{url}\n\nThe link works once and expires in {hours} hours. If you did not sign up, ignore this email.\n",
-            name = user.name,
-            url = confirm_link(state, &token, interaction),
-        ),
-    )
-    .await;
-    Ok(())
-}
-
-/// The confirmation link; during an authorization it leads back into it.
-/// `interaction` is the id of a live interaction (`live_interaction`), never
-/// a value straight from a request.
-fn confirm_link(state: &AppState, token: &str, interaction: Option<&str>) -> String {
-    let mut query = vec![("token", token)];
-    query.extend(interaction.map(|id| ("interaction", id)));
-    link(state, "/confirm", &query)
-}
-
-/// `interaction` when it is the id of a live interaction; anything else (an
-/// unknown, expired or completed id, or a value of another shape) is
-/// dropped: only an authorization in progress may be carried into an email.
-async fn live_interaction<'a>(
-    state: &AppState,
-    interaction: Option<&'a str>,
-) -> Result<Option<&'a str>, AccountError> {
-    let Some(id) = interaction else {
-        return Ok(None);
-    };
-    Ok(oidc::find_interaction(state, id).await?.map(|_| id))
 }
 
 // ---------------------------------------------------------------- sign-up
@@ -263,32 +186,29 @@ pub async fn signup(
         now(state),
     )
     .await;
+    // One row in the outbox either way; the worker looks the account up.
     match created {
         Ok(user) => {
-            let interaction = live_interaction(state, interaction).await?;
-            send_confirmation(state, &user, interaction).await?
+            let interaction = interaction
+                .filter(|id| crate::crypto::is_token_shaped(id))
+                .map(str::to_owned);
+            mail::enqueue(
+                state,
+                Intent::Confirm {
+                    user_id: user.id,
+                    interaction,
+                },
+            )
+            .await?;
         }
         Err(CreateUserError::EmailTaken) => {
-            // Only a confirmed address is told: an unconfirmed row may be a
-            // look-alike's squat, whose mailbox is not the owner's.
-            if let Some(owner) = users::find_by_email(&state.db, email).await?
-                && owner.email_verified
-                && mail_budget_left(state, &owner.email).await?
-            {
-                let product = &state.settings.ui.product_name;
-                send(
-                    state,
-                    &owner.email,
-                    format!("Someone tried to sign up to {product} with your email"),
-                    format!(
-                        "Hello {name},\n\nSomeone (maybe you) tried to create a {product} account with this email address, which already has one. You can sign in at {login}, or reset your password at {forgot}.\n\nIf it was not you, you can ignore this email: nothing has changed.\n",
-                        name = owner.name,
-                        login = link(state, "/login", &[]),
-                        forgot = link(state, "/password/forgot", &[]),
-                    ),
-                )
-                .await;
-            }
+            mail::enqueue(
+                state,
+                Intent::SignupTaken {
+                    email: email.to_owned(),
+                },
+            )
+            .await?;
         }
         Err(CreateUserError::Db(e)) => return Err(e.into()),
     }
@@ -328,19 +248,20 @@ pub async fn confirm_email(
     }
 }
 
-/// Sends a new confirmation link if the email belongs to an unconfirmed
-/// account; the caller answers the same either way.
+/// Queues a new confirmation link for the email; the worker sends it if
+/// the email belongs to an unconfirmed, active account. The request does
+/// the same work either way (one insert), and the caller answers the same.
 pub async fn resend_confirmation(state: &AppState, email: &str) -> Result<(), AccountError> {
     if check_email(email).is_some() {
         return Ok(());
     }
-    if let Some(user) = users::find_by_email(&state.db, email).await?
-        && !user.email_verified
-        && !user.disabled
-    {
-        send_confirmation(state, &user, None).await?;
-    }
-    Ok(())
+    mail::enqueue(
+        state,
+        Intent::ResendConfirmation {
+            email: email.to_owned(),
+        },
+    )
+    .await
 }
 
 // ---------------------------------------------------------------- sign-in
@@ -625,38 +546,21 @@ pub async fn update_name(
 
 // ---------------------------------------------------------------- password reset
 
-/// Emails a reset link when the address belongs to an active account whose
-/// email is confirmed (an unconfirmed address may not be its owner's: it
-/// confirms itself through the confirmation link, which `/confirm/resend`
-/// sends again); the caller answers the same either way. A new link retires
-/// older ones.
+/// Queues a reset link for the email; the worker sends it when the address
+/// belongs to an active account whose email is confirmed
+/// (`service::mail`). The request does the same work either way (one
+/// insert, no lookup), and the caller answers the same.
 pub async fn request_password_reset(state: &AppState, email: &str) -> Result<(), AccountError> {
     if check_email(email).is_some() {
         return Ok(());
     }
-    let Some(user) = users::find_by_email(&state.db, email).await? else {
-        return Ok(());
-    };
-    if user.disabled || !user.email_verified || !mail_budget_left(state, &user.email).await? {
-        return Ok(());
-    }
-    email_tokens::retire_for_user(&state.db, &user.id, Purpose::Reset, now(state)).await?;
-    let ttl = state.settings.account.reset_ttl_secs;
-    let token = issue_link(state, &user.id, Purpose::Reset, ttl).await?;
-    let product = &state.settings.ui.product_name;
-    send(
+    mail::enqueue(
         state,
-        &user.email,
-        format!("Reset your {product} password"),
-        format!(
-            "Hello {name},\n\nTo choose a new password for your {product} account, open:\n\n{url}\n\nThe link works once and expires in {minutes} minutes. Setting a new password signs you out everywhere and revokes every app's access and your API keys.\n\nIf you did not ask for this, ignore this email: your password has not changed.\n",
-            name = user.name,
-            url = link(state, "/password/reset", &[("token", &token)]),
-            minutes = ttl / 60,
-        ),
+        Intent::PasswordReset {
+            email: email.to_owned(),
+        },
     )
-    .await;
-    Ok(())
+    .await
 }
 
 /// Whether a reset link can still be used (to decide whether to show the form).
@@ -776,7 +680,14 @@ pub async fn create_by_operator(
     })?;
     if !verified {
         // The person confirms the address as after a sign-up.
-        send_confirmation(state, &user, None).await?;
+        mail::enqueue(
+            state,
+            Intent::Confirm {
+                user_id: user.id.clone(),
+                interaction: None,
+            },
+        )
+        .await?;
     }
     Ok(user)
 }
@@ -795,4 +706,42 @@ pub async fn set_disabled(
         sessions::delete_for_user(&state.db, &user.id).await?;
     }
     Ok(users::find_by_id(&state.db, &user.id).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_is_accepted_only_if_its_stored_form_is_valid() {
+        // Found by the `email_address` fuzz target: the typed address is
+        // valid, its A-label form is not (a label over 63 octets).
+        let typed = format!("N@\u{1C4}{}", "A".repeat(60));
+        assert!(
+            typed.parse::<lettre::Address>().is_ok(),
+            "typed form parses"
+        );
+        assert!(
+            users::canonical_email(&typed)
+                .parse::<lettre::Address>()
+                .is_err(),
+            "stored form does not"
+        );
+        assert_eq!(
+            check_email(&typed).as_deref(),
+            Some("Enter an email address like name@example.com.")
+        );
+        // The same domain, short enough, is fine, and so is its stored form.
+        let short = format!("N@\u{1C4}{}.example", "A".repeat(20));
+        assert_eq!(check_email(&short), None);
+        assert_eq!(check_email(&users::canonical_email(&short)), None);
+        // A typed address under 254 octets whose stored form is longer:
+        // each label's A-label is six octets longer than its UTF-8.
+        let label = format!("{}\u{e9}", "a".repeat(41));
+        let long_domain = format!("n@{}.example", vec![label; 5].join("."));
+        assert!(long_domain.chars().count() <= MAX_EMAIL_CHARS);
+        assert!(long_domain.parse::<lettre::Address>().is_ok());
+        assert!(users::canonical_email(&long_domain).len() > MAX_EMAIL_CHARS);
+        assert!(check_email(&long_domain).is_some());
+    }
 }

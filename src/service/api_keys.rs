@@ -237,7 +237,7 @@ pub async fn create(
         Some(days) => format!("It expires in {days} days."),
         None => "It does not expire.".to_owned(),
     };
-    accounts::send(
+    crate::service::mail::notice(
         state,
         &user.email,
         format!("A new API key was created for your {product} account"),
@@ -250,7 +250,7 @@ pub async fn create(
             forgot = accounts::link(state, "/password/forgot", &[]),
         ),
     )
-    .await;
+    .await?;
     tracing::info!(user_id = %user.id, key_id = %row.id, "API key created");
     Ok(Ok(CreatedKey { row, key }))
 }

@@ -7,6 +7,7 @@ pub mod attempts;
 pub mod clients;
 pub mod limits;
 pub mod logout;
+pub mod mail;
 pub mod oidc;
 pub mod password;
 pub mod sweep;

@@ -9,7 +9,6 @@
 
 use crate::auth::totp::{self, TotpParams, sealed};
 use crate::crypto::{PurposeKey, sha256_hex};
-use crate::email::OutgoingEmail;
 use crate::service::accounts::{self, AccountError, ReauthError};
 use crate::service::attempts::{self, Counter, Outcome};
 use crate::state::AppState;
@@ -57,15 +56,14 @@ async fn audit(
     Ok(())
 }
 
-async fn notify(state: &AppState, user: &User, subject: &str, text: String) {
-    let email = OutgoingEmail {
-        to: user.email.clone(),
-        subject: subject.to_owned(),
-        text,
-    };
-    if let Err(e) = state.mailer.send(email).await {
-        tracing::error!(error = %e, "could not send a two-factor notice");
-    }
+/// Queues a two-factor notice to the user (`service::mail`).
+async fn notify(
+    state: &AppState,
+    user: &User,
+    subject: &str,
+    text: String,
+) -> Result<(), AccountError> {
+    crate::service::mail::notice(state, &user.email, subject.to_owned(), text).await
 }
 
 /// What the activation page shows.
@@ -339,7 +337,7 @@ pub async fn confirm_activation(
             forgot = accounts::link(state, "/password/forgot", &[]),
         ),
     )
-    .await;
+    .await?;
     Ok(Ok(codes))
 }
 
@@ -420,7 +418,7 @@ pub async fn deactivate(
             forgot = accounts::link(state, "/password/forgot", &[]),
         ),
     )
-    .await;
+    .await?;
     Ok(Ok(()))
 }
 
@@ -462,6 +460,6 @@ pub async fn reset_by_operator(
             name = user.name,
         ),
     )
-    .await;
+    .await?;
     Ok(Some(user))
 }

@@ -13,6 +13,7 @@ pub mod entities;
 pub mod interactions;
 pub mod local_read;
 pub mod login_throttle;
+pub mod mail_queue;
 pub mod rate_limits;
 pub mod recovery_codes;
 pub mod refresh_tokens;

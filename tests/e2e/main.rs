@@ -119,7 +119,7 @@ async fn journey(
     b.wait_for_h1("Check your email").await?;
 
     // The confirmation link from the outbox, opened in the browser.
-    let mail = server.last_email_to(EMAIL);
+    let mail = server.last_email_to(EMAIL).await;
     let link =
         support::link_in(&mail, &server.url("/confirm?token=")).expect("an absolute /confirm link");
     b.goto(&link).await?;

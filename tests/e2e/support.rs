@@ -179,8 +179,24 @@ impl Server {
         )
     }
 
-    /// The newest email to `to` in the file outbox.
-    pub fn last_email_to(&self, to: &str) -> String {
+    /// The newest email to `to` in the file outbox, waiting for the first
+    /// one to arrive: requests return before their mail is sent (the
+    /// server's mail queue). Bounded: none within 30 s fails the test.
+    pub async fn last_email_to(&self, to: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Some(mail) = self.newest_email_to(to) {
+                return mail;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no email to {to} within 30 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    fn newest_email_to(&self, to: &str) -> Option<String> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(&self.settings.email.outbox_dir)
             .map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).collect())
             .unwrap_or_default();
@@ -195,7 +211,6 @@ impl Server {
                     l.starts_with("to:") && l.contains(&to.to_ascii_lowercase())
                 })
             })
-            .unwrap_or_else(|| panic!("no email to {to}"))
     }
 
     pub async fn stop(mut self) {

@@ -6,7 +6,7 @@
 use reqwest::StatusCode;
 
 use crate::accounts::PASSWORD;
-use crate::browser::{Browser, Page, emails_to, link_in, outbox};
+use crate::browser::{Browser, Page, link_in};
 use crate::helpers::{Backend, TestApp, spawn_app, stderr, stepgate, write_config};
 use crate::oidc::{register, relying_party, start};
 use crate::on_both_backends;
@@ -59,8 +59,8 @@ impl Eml {
 }
 
 /// The one message in the outbox for `to`, parsed.
-fn the_email_to(app: &TestApp, to: &str) -> Eml {
-    let mails = emails_to(&app.outbox(), to);
+async fn the_email_to(app: &TestApp, to: &str) -> Eml {
+    let mails = app.emails_to(to).await;
     assert_eq!(mails.len(), 1, "one email to {to}");
     Eml::parse(&mails[0])
 }
@@ -124,7 +124,7 @@ async fn a_sign_up_interaction_cannot_change_the_email(backend: Backend) {
         assert_eq!(done.status, StatusCode::OK, "{email}: {}", done.html);
         assert!(done.contains("Check your email"), "{email}");
 
-        let mail = the_email_to(&app, email);
+        let mail = the_email_to(&app, email).await;
         assert_eq!(
             mail.header_names(),
             [
@@ -158,7 +158,7 @@ async fn a_sign_up_interaction_cannot_change_the_email(backend: Backend) {
     let id = live_interaction(&app, &browser).await;
     let done = sign_up_with_interaction(&browser, "flow@example.com", &id).await;
     assert_eq!(done.status, StatusCode::OK, "{}", done.html);
-    let mail = the_email_to(&app, "flow@example.com");
+    let mail = the_email_to(&app, "flow@example.com").await;
     let text = mail.body.join("\n");
     let link = link_in(&text, &confirm).expect("a confirmation link");
     let expected_tail = format!("&interaction={id}");
@@ -211,7 +211,7 @@ async fn look_alike_addresses_cannot_take_a_real_one(backend: Backend) {
         refused.html.contains("id=\"email-error\""),
         "the email field's"
     );
-    assert!(outbox(&app.outbox()).is_empty(), "no email at all");
+    assert!(app.outbox_files().await.is_empty(), "no email at all");
 
     // ...and by `stepgate user create`.
     let config = write_config(app.dir.path(), &app.db, "");
@@ -234,20 +234,20 @@ async fn look_alike_addresses_cannot_take_a_real_one(backend: Backend) {
     // The real address is then free for its owner.
     let done = sign_up_as(&browser, "kim@example.com").await;
     assert!(done.contains("Check your email"), "{}", done.html);
-    assert_eq!(emails_to(&app.outbox(), "kim@example.com").len(), 1);
+    assert_eq!(app.emails_to("kim@example.com").await.len(), 1);
 
     // An internationalized domain is one domain whichever way it is written:
     // stored and mailed as its A-label, so the spellings share one account.
     let done = sign_up_as(&browser, "ann@B\u{fc}cher.example").await;
     assert!(done.contains("Check your email"), "{}", done.html);
-    let mails = emails_to(&app.outbox(), "ann@xn--bcher-kva.example");
+    let mails = app.emails_to("ann@xn--bcher-kva.example").await;
     assert_eq!(mails.len(), 1, "mailed to the A-label");
     let confirm = format!("{}/confirm?token=", app.issuer);
     let link = link_in(&mails[0], &confirm).expect("a confirmation link");
     assert!(browser.get(&link).await.contains("Email confirmed"));
     let again = sign_up_as(&browser, "ann@xn--bcher-kva.example").await;
     assert_eq!(again.html, done.html, "the same answer as a new address");
-    let mails = emails_to(&app.outbox(), "ann@xn--bcher-kva.example");
+    let mails = app.emails_to("ann@xn--bcher-kva.example").await;
     assert_eq!(mails.len(), 2, "the owner is told, no second account");
     assert!(mails[1].contains("already has one"), "{}", mails[1]);
 }
@@ -259,7 +259,7 @@ async fn account_mail_goes_only_to_confirmed_addresses(backend: Backend) {
     // may follow until it is used.
     app.create_user("pending@example.com", PASSWORD, false)
         .await;
-    assert_eq!(emails_to(&app.outbox(), "pending@example.com").len(), 1);
+    assert_eq!(app.emails_to("pending@example.com").await.len(), 1);
     let browser = app.browser();
 
     let new = sign_up_as(&browser, "fresh@example.com").await;
@@ -277,14 +277,14 @@ async fn account_mail_goes_only_to_confirmed_addresses(backend: Backend) {
         assert_eq!(page.html, unknown.html, "one answer for every address");
     }
 
-    let owner = emails_to(&app.outbox(), "owner@example.com");
+    let owner = app.emails_to("owner@example.com").await;
     assert_eq!(owner.len(), 2, "told of the sign-up, sent the reset link");
     assert!(owner[0].contains("already has one"));
     assert!(owner[1].contains("/password/reset?token="));
     assert_eq!(
-        emails_to(&app.outbox(), "pending@example.com").len(),
+        app.emails_to("pending@example.com").await.len(),
         1,
         "an unconfirmed address gets neither"
     );
-    assert!(emails_to(&app.outbox(), "nobody@example.com").is_empty());
+    assert!(app.emails_to("nobody@example.com").await.is_empty());
 }

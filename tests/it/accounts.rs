@@ -6,7 +6,7 @@ use chrono::{Duration, Utc};
 use reqwest::StatusCode;
 use stepgate::clock::FixedClock;
 
-use crate::browser::{Browser, Page, emails_to, link_in};
+use crate::browser::{Browser, Page, link_in};
 use crate::helpers::{Backend, TestApp, spawn_app, spawn_app_with_clock};
 use crate::on_both_backends;
 
@@ -37,7 +37,7 @@ pub async fn sign_up(app: &TestApp, browser: &Browser, email: &str) -> String {
         .await;
     assert_eq!(done.status, StatusCode::OK, "{}", done.html);
     assert!(done.contains("Check your email"));
-    let mails = emails_to(&app.outbox(), email);
+    let mails = app.emails_to(email).await;
     let mail = mails.last().expect("a confirmation email");
     link_in(mail, &format!("{}/confirm?token=", app.issuer)).expect("an absolute /confirm link")
 }
@@ -62,7 +62,7 @@ async fn sign_up_confirm_sign_in_edit_sign_out(backend: Backend) {
     assert!(unconfirmed.alert().unwrap().contains("not confirmed"));
     let resent = browser.submit(&unconfirmed, "/confirm/resend", &[]).await;
     assert_eq!(resent.status, StatusCode::OK);
-    assert_eq!(emails_to(&app.outbox(), "ada@example.com").len(), 2);
+    assert_eq!(app.emails_to("ada@example.com").await.len(), 2);
 
     // The first link still works (a resend does not retire it), once.
     let confirmed = browser.get(&link).await;
@@ -188,7 +188,7 @@ async fn sign_up_with_a_registered_email_reveals_nothing(backend: Backend) {
     );
 
     // The owner is told instead, and the account is unchanged.
-    let mails = emails_to(&app.outbox(), "taken@example.com");
+    let mails = app.emails_to("taken@example.com").await;
     assert_eq!(mails.len(), 1);
     assert!(mails[0].contains("/login"));
     let ok = sign_in(&browser, "taken@example.com", PASSWORD).await;
@@ -213,7 +213,7 @@ async fn forms_without_a_valid_csrf_token_are_refused(backend: Backend) {
     let wrong = browser.post_raw("/signup", &forged).await;
     assert_eq!(wrong.status, StatusCode::FORBIDDEN);
     assert!(
-        emails_to(&app.outbox(), "x@example.com").is_empty(),
+        app.emails_to("x@example.com").await.is_empty(),
         "nothing happened"
     );
 

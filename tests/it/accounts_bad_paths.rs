@@ -13,7 +13,7 @@ use serde_json::Value;
 use stepgate::clock::FixedClock;
 
 use crate::accounts::{PASSWORD, sign_in, sign_up};
-use crate::browser::{Browser, Page, emails_to, link_in, outbox};
+use crate::browser::{Browser, Page, link_in};
 use crate::helpers::{
     Backend, TestApp, spawn_app, spawn_app_with_clock, stderr, stdout, stepgate, write_config,
 };
@@ -144,7 +144,7 @@ pub async fn request_reset(app: &TestApp, browser: &Browser, email: &str) -> Str
         .submit(&page, "/password/forgot", &[("email", email)])
         .await;
     assert_eq!(sent.status, StatusCode::OK, "{}", sent.html);
-    let mails = emails_to(&app.outbox(), email);
+    let mails = app.emails_to(email).await;
     let mail = mails.last().expect("a reset email");
     link_in(mail, &format!("{}/password/reset?token=", app.issuer))
         .expect("an absolute /password/reset link")
@@ -216,9 +216,9 @@ async fn password_reset_is_single_use_and_ends_every_session(backend: Backend) {
     assert_eq!(known.status, unknown.status);
     assert_eq!(known.html, unknown.html, "same page for both emails");
     // ...but only the registered one gets an email.
-    assert!(emails_to(&app.outbox(), "nobody@example.com").is_empty());
-    assert_eq!(outbox(&app.outbox()).len(), 1);
-    let mails = emails_to(&app.outbox(), "rosa@example.com");
+    assert!(app.emails_to("nobody@example.com").await.is_empty());
+    assert_eq!(app.outbox_files().await.len(), 1);
+    let mails = app.emails_to("rosa@example.com").await;
     let link = link_in(&mails[0], &format!("{}/password/reset?token=", app.issuer))
         .expect("an absolute reset link");
 
@@ -312,7 +312,7 @@ async fn a_new_reset_request_retires_the_previous_link(backend: Backend) {
     let first = request_reset(&app, &browser, "twice@example.com").await;
     let second = request_reset(&app, &browser, "twice@example.com").await;
     assert_ne!(first, second);
-    assert_eq!(emails_to(&app.outbox(), "twice@example.com").len(), 2);
+    assert_eq!(app.emails_to("twice@example.com").await.len(), 2);
 
     // The first link no longer shows the form, nor accepts a password.
     let form = browser.get(&second).await;
@@ -639,7 +639,7 @@ async fn unreadable_bodies_are_refused_on_every_form_and_change_nothing(backend:
         csrf: profile.form("/profile").fields["csrf_token"].clone(),
         reset_token: reset_link.split("token=").nth(1).unwrap().to_owned(),
     };
-    let mails_before = outbox(&app.outbox()).len();
+    let mails_before = app.outbox_files().await.len();
 
     for (path, fields) in forms.all() {
         let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -696,7 +696,11 @@ async fn unreadable_bodies_are_refused_on_every_form_and_change_nothing(backend:
     // Nothing changed: no email went out, no account was created, the
     // session and the name are intact, the reset link and password are as
     // they were, and the server still answers.
-    assert_eq!(outbox(&app.outbox()).len(), mails_before, "no email sent");
+    assert_eq!(
+        app.outbox_files().await.len(),
+        mails_before,
+        "no email sent"
+    );
     let page = assert_signed_in(&browser, "the session survived").await;
     assert_eq!(page.form("/profile").fields["name"], "Test User");
     let newcomer = sign_in(&app.browser(), "newcomer@example.com", PASSWORD).await;
@@ -809,7 +813,7 @@ async fn oversized_bodies_without_a_length_get_413(backend: Backend) {
     // Nothing changed, and the server still answers.
     let page = assert_signed_in(&browser, "the session survived").await;
     assert_eq!(page.form("/profile").fields["name"], "Test User");
-    assert!(outbox(&app.outbox()).is_empty(), "no email sent");
+    assert!(app.outbox_files().await.is_empty(), "no email sent");
     assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
 }
 
@@ -866,7 +870,7 @@ async fn garbage_field_values_get_the_forms_own_errors(backend: Backend) {
         "the same answer for any email"
     );
 
-    assert!(outbox(&app.outbox()).is_empty(), "no email sent");
+    assert!(app.outbox_files().await.is_empty(), "no email sent");
     let page = assert_signed_in(&browser, "the session survived").await;
     assert_eq!(page.form("/profile").fields["name"], "Test User");
     assert!(
@@ -961,7 +965,7 @@ async fn sign_up_rejections_keep_the_form_and_send_nothing(backend: Backend) {
         assert!(!answer.html.contains(password), "{why}: password echoed");
         assert!(!form.fields["csrf_token"].is_empty());
     }
-    assert!(outbox(&app.outbox()).is_empty(), "no email sent");
+    assert!(app.outbox_files().await.is_empty(), "no email sent");
     let nobody = sign_in(&browser, "ada@example.com", PASSWORD).await;
     assert_eq!(nobody.status, StatusCode::UNAUTHORIZED, "no account made");
 
@@ -985,7 +989,7 @@ async fn sign_up_rejections_keep_the_form_and_send_nothing(backend: Backend) {
             .unwrap()
             .contains("at most 256")
     );
-    assert!(outbox(&app.outbox()).is_empty(), "no email sent");
+    assert!(app.outbox_files().await.is_empty(), "no email sent");
 }
 
 async fn long_passwords_are_accepted(backend: Backend) {
@@ -1009,7 +1013,7 @@ async fn long_passwords_are_accepted(backend: Backend) {
             )
             .await;
         assert_eq!(done.status, StatusCode::OK, "{email}: {}", done.html);
-        let mails = emails_to(&app.outbox(), email);
+        let mails = app.emails_to(email).await;
         let link = link_in(&mails[0], &format!("{}/confirm?token=", app.issuer)).unwrap();
         assert_eq!(browser.get(&link).await.status, StatusCode::OK);
         let signed = sign_in(&browser, email, password).await;

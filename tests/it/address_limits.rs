@@ -14,7 +14,7 @@ use stepgate::clock::FixedClock;
 use stepgate::config::Settings;
 
 use crate::accounts::PASSWORD;
-use crate::browser::{Browser, emails_to};
+use crate::browser::Browser;
 use crate::helpers::{Backend, TestApp, join_all, spawn_app_with_clock};
 use crate::oidc::register;
 use crate::on_both_backends;
@@ -345,7 +345,7 @@ async fn forms_send_one_address_a_few_emails_an_hour(backend: Backend) {
         assert!(body.contains("Check your email"), "{body}");
     }
     // ...and the mailbox gets the budget, no more.
-    let mails = emails_to(&app.outbox(), "ada@example.com");
+    let mails = app.emails_to("ada@example.com").await;
     assert_eq!(mails.len(), budget, "{} reset emails", mails.len());
 
     // One after the other, for another address: the budget, then a request
@@ -366,7 +366,7 @@ async fn forms_send_one_address_a_few_emails_an_hour(backend: Backend) {
         .await;
         assert_eq!(answer.status(), StatusCode::OK);
     }
-    let mails = emails_to(&app.outbox(), "grace@example.com");
+    let mails = app.emails_to("grace@example.com").await;
     assert_eq!(mails.len(), budget);
     let mut live = 0;
     for mail in &mails {

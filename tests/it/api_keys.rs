@@ -11,7 +11,7 @@ use sea_orm::{ConnectionTrait, Database, QueryResult, Statement};
 use stepgate::clock::{Clock, FixedClock};
 
 use crate::accounts::{PASSWORD, sign_in};
-use crate::browser::{Browser, Page, emails_to};
+use crate::browser::{Browser, Page};
 use crate::helpers::{Backend, TestApp, spawn_app_with_clock, stderr, stepgate, write_config};
 use crate::on_both_backends;
 use crate::two_factor::{activate, totp_code};
@@ -372,7 +372,7 @@ async fn without_2fa_a_stale_password_is_asked_again_and_each_key_is_mailed(back
     // Just signed in: the password is fresh, the key is made at once.
     let fresh = create_key(&browser, "fresh", &["email"], "").await;
     assert_eq!(userinfo(&app, &fresh).await.0, StatusCode::OK);
-    let mails = emails_to(&app.outbox(), "lin@example.com");
+    let mails = app.emails_to("lin@example.com").await;
     let notice = mails
         .iter()
         .find(|m| m.contains("A new API key was created"))
@@ -421,7 +421,9 @@ async fn without_2fa_a_stale_password_is_asked_again_and_each_key_is_mailed(back
     let next = post_create(&browser, &done, "next", &[], "").await;
     assert_eq!(next.status, StatusCode::OK, "fresh again: {}", next.html);
     shown_key(&next);
-    let notices = emails_to(&app.outbox(), "lin@example.com")
+    let notices = app
+        .emails_to("lin@example.com")
+        .await
         .into_iter()
         .filter(|m| m.contains("A new API key was created"))
         .count();

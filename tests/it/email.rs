@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 /// How the test server treats one connection.
 #[derive(Clone, Copy, PartialEq)]
-enum Behaviour {
+pub(crate) enum Behaviour {
     /// Answers every command.
     Normal,
     /// Accepts the connection and never says a word.
@@ -31,13 +31,13 @@ enum Behaviour {
 
 /// One message as the server received it.
 #[derive(Debug, Clone, Default)]
-struct Received {
+pub(crate) struct Received {
     /// The connection it came on, counting from 0.
     connection: usize,
     /// (mechanism, user, password), decoded from base64.
     auth: Option<(String, String, String)>,
     mail_from: String,
-    rcpt_to: Vec<String>,
+    pub(crate) rcpt_to: Vec<String>,
     /// The DATA, dot-unstuffed, without the final `.` line.
     data: String,
 }
@@ -51,7 +51,7 @@ impl Received {
         })
     }
 
-    fn body(&self) -> String {
+    pub(crate) fn body(&self) -> String {
         let body = self
             .data
             .split_once("\r\n\r\n")
@@ -63,16 +63,16 @@ impl Received {
     }
 }
 
-struct SmtpServer {
-    addr: SocketAddr,
+pub(crate) struct SmtpServer {
+    pub(crate) addr: SocketAddr,
     received: mpsc::UnboundedReceiver<Received>,
-    connections: Arc<AtomicUsize>,
+    pub(crate) connections: Arc<AtomicUsize>,
 }
 
 impl SmtpServer {
     /// A server that advertises `AUTH <auth_mechanisms>` and treats the n-th
     /// connection as `behaviour(n)` says.
-    async fn start(
+    pub(crate) async fn start(
         auth_mechanisms: &'static str,
         behaviour: impl Fn(usize) -> Behaviour + Send + 'static,
     ) -> SmtpServer {
@@ -99,7 +99,7 @@ impl SmtpServer {
         SmtpServer::start("PLAIN LOGIN", |_| Behaviour::Normal).await
     }
 
-    fn settings(&self) -> EmailSettings {
+    pub(crate) fn settings(&self) -> EmailSettings {
         EmailSettings {
             transport: EmailTransport::Smtp,
             from: "Stepgate <no-reply@stepgate.test>".into(),
@@ -111,7 +111,7 @@ impl SmtpServer {
         }
     }
 
-    async fn next(&mut self) -> Received {
+    pub(crate) async fn next(&mut self) -> Received {
         tokio::time::timeout(Duration::from_secs(5), self.received.recv())
             .await
             .expect("the server received a message in time")

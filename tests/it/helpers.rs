@@ -218,6 +218,8 @@ pub struct TestApp {
     pub settings: Settings,
     pub db: Arc<TestDatabase>,
     pub clock: Arc<dyn Clock>,
+    /// The server's state, for what tests check beside HTTP (the mail queue).
+    pub state: stepgate::state::AppState,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     // Last: removed after the server and the database are gone.
@@ -279,6 +281,7 @@ async fn start(
     let app = Application::build_with_listener(settings.clone(), listener, clock.clone())
         .await
         .expect("the test server starts");
+    let state = app.state().clone();
     let (stop, stopped) = oneshot::channel();
     let server = tokio::spawn(app.run_until(async {
         let _ = stopped.await;
@@ -290,6 +293,7 @@ async fn start(
         settings,
         db,
         clock,
+        state,
         stop: Some(stop),
         server: Some(server),
         dir,
@@ -311,6 +315,41 @@ impl TestApp {
 
     pub fn outbox(&self) -> PathBuf {
         self.settings.email.outbox_dir.clone()
+    }
+
+    /// Waits until the mail queue (shared by every node on this database)
+    /// is empty: every email queued so far was sent or had nothing to send.
+    /// Requests return before their mail goes out (`service::mail`); a test
+    /// that reads the outbox waits for this first. Bounded: a queue that
+    /// does not drain in 30 s fails the test.
+    pub async fn mail_settled(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let pending = stepgate::service::mail::status(&self.state)
+                .await
+                .expect("count the mail queue")
+                .queued;
+            if pending == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the mail queue still holds {pending} rows after 30 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The messages sent to `to` so far, oldest first, once the queue is empty.
+    pub async fn emails_to(&self, to: &str) -> Vec<String> {
+        self.mail_settled().await;
+        crate::browser::emails_to(&self.outbox(), to)
+    }
+
+    /// The `.eml` files of the outbox, oldest first, once the queue is empty.
+    pub async fn outbox_files(&self) -> Vec<PathBuf> {
+        self.mail_settled().await;
+        crate::browser::outbox(&self.outbox())
     }
 
     /// Creates a user through the CLI's code path, confirmed or not; an
@@ -379,6 +418,19 @@ impl TestApp {
     pub async fn spawn_sibling(&self) -> TestApp {
         start(
             self.settings.clone(),
+            self.db.clone(),
+            self.dir.clone(),
+            self.clock.clone(),
+        )
+        .await
+    }
+
+    /// Like [`TestApp::spawn_sibling`], with `configure` adjusting its settings.
+    pub async fn spawn_sibling_with(&self, configure: impl FnOnce(&mut Settings)) -> TestApp {
+        let mut settings = self.settings.clone();
+        configure(&mut settings);
+        start(
+            settings,
             self.db.clone(),
             self.dir.clone(),
             self.clock.clone(),

@@ -18,6 +18,7 @@ mod health;
 mod keys;
 mod local_read;
 mod logout;
+mod mail_queue;
 mod oidc;
 mod oidc_rules;
 mod store_append;

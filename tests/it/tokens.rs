@@ -761,7 +761,7 @@ async fn a_password_reset_revokes_refresh_tokens_access_tokens_and_api_keys(back
     // The owner resets the password from another browser.
     let owner = app.browser();
     let link = crate::accounts_bad_paths::request_reset(&app, &owner, "taken@example.com").await;
-    let mails = crate::browser::emails_to(&app.outbox(), "taken@example.com");
+    let mails = app.emails_to("taken@example.com").await;
     assert!(
         mails
             .last()

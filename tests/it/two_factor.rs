@@ -11,7 +11,7 @@ use sea_orm::{ConnectionTrait, Database, Statement};
 use stepgate::clock::{Clock, FixedClock};
 
 use crate::accounts::{PASSWORD, sign_in};
-use crate::browser::{Browser, Page, emails_to};
+use crate::browser::{Browser, Page};
 use crate::helpers::{
     Backend, TestApp, join_all, spawn_app_with_clock, stderr, stepgate, write_config,
 };
@@ -132,7 +132,7 @@ async fn activate_by_qr_code_then_sign_in_with_a_code(backend: Backend) {
     let (secret, _) = activate(&app, &browser, "ada@example.com").await;
 
     // The user is told by email.
-    let mails = emails_to(&app.outbox(), "ada@example.com");
+    let mails = app.emails_to("ada@example.com").await;
     assert!(
         mails
             .iter()
@@ -497,7 +497,7 @@ async fn deactivation_needs_the_password_and_a_code(backend: Backend) {
     assert_eq!(off.status, StatusCode::OK);
     assert!(off.contains("Two-factor authentication is off."));
     assert!(off.link("Activate two-factor authentication").is_some());
-    let mails = emails_to(&app.outbox(), "off@example.com");
+    let mails = app.emails_to("off@example.com").await;
     assert!(
         mails
             .iter()
