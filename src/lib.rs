@@ -14,3 +14,6 @@ pub mod startup;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+
+#[cfg(test)]
+mod layers;

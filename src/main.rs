@@ -243,6 +243,7 @@ fn main() -> ExitCode {
 /// the hash is done: the resident set grew by tens of MB under a sign-in
 /// storm and stayed there. A fixed threshold keeps every block of 1 MiB or
 /// more in its own mapping, returned to the system when freed.
+#[allow(unsafe_code)] // one FFI call, SAFETY below
 fn return_big_blocks_to_the_system() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets an allocator parameter; called before any

@@ -112,6 +112,7 @@ impl Hasher {
 
 /// nice +10 for the calling thread only (on Linux `setpriority` with a
 /// thread id affects just that thread). Best effort: hashing works without it.
+#[allow(unsafe_code)] // two FFI calls, SAFETY below
 fn lower_this_threads_priority() {
     #[cfg(target_os = "linux")]
     // SAFETY: gettid has no preconditions; setpriority only reads its

@@ -140,6 +140,7 @@ fn sqlite_pool(max: u32) -> SqlitePoolOptions {
                 // worker thread makes no call on this database meanwhile;
                 // sqlite3_db_config with ENABLE_QPSG takes (int, int*) and
                 // accepts a null int*.
+                #[allow(unsafe_code)]
                 let rc = unsafe {
                     libsqlite3_sys::sqlite3_db_config(
                         handle.as_raw_handle().as_ptr(),

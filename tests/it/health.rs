@@ -123,6 +123,7 @@ async fn sqlite_connections_use_wal_and_foreign_keys() {
         let mut enabled: std::ffi::c_int = -1;
         // SAFETY: the locked handle keeps the worker thread off this
         // connection; a negative value reads the setting without changing it.
+        #[allow(unsafe_code)]
         let rc = unsafe {
             libsqlite3_sys::sqlite3_db_config(
                 handle.as_raw_handle().as_ptr(),

@@ -1,0 +1,129 @@
+//! What each layer may import, checked on the source text (issue 15): the
+//! pure layers (`protocol`, `auth`) know no web framework, database or
+//! runtime, and `http` reaches the database only through services. A new
+//! import across a line fails `cargo test`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// Paths a layer must not name, whether in a `use` or written out.
+const PURE_LAYER_BANS: &[&str] = &["axum", "sea_orm", "tokio", "crate::store", "crate::http"];
+
+/// `http` files and the `store` paths each still names: the debt the
+/// architecture issue pays off. The list may only shrink: a new file or a
+/// new path fails.
+const HTTP_STORE_EXCEPTIONS: &[(&str, &str)] = &[
+    ("src/http/health.rs", "crate::store"),
+    ("src/http/pages/mod.rs", "crate::store::entities"),
+    ("src/http/pages/profile.rs", "crate::store::consents"),
+];
+
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).expect("read a source directory") {
+        let path = entry.expect("a directory entry").path();
+        if path.is_dir() {
+            files.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    files
+}
+
+/// Lines of code, comments left out (a doc comment may name anything).
+fn code_lines(text: &str) -> impl Iterator<Item = &str> {
+    text.lines()
+        .map(str::trim_start)
+        .filter(|l| !l.starts_with("//"))
+}
+
+/// Whether `line` names the path `name` (`axum` but not `axum_extra`,
+/// `crate::store` in `use crate::store::x` and `crate::store::x::f()`).
+fn names(line: &str, name: &str) -> bool {
+    line.match_indices(name).any(|(at, _)| {
+        let before = line[..at].chars().next_back();
+        let after = line[at + name.len()..].chars().next();
+        let starts = !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':');
+        let ends = !after.is_some_and(|c| c.is_alphanumeric() || c == '_');
+        starts && ends
+    })
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn relative(path: &Path) -> String {
+    path.strip_prefix(root())
+        .unwrap_or(path)
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn protocol_and_auth_import_no_framework_database_or_runtime() {
+    let mut found = Vec::new();
+    for layer in ["src/protocol", "src/auth"] {
+        for file in rust_files(&root().join(layer)) {
+            let text = fs::read_to_string(&file).expect("read a source file");
+            for line in code_lines(&text) {
+                for ban in PURE_LAYER_BANS {
+                    if names(line, ban) {
+                        found.push(format!("{}: {ban}: {line}", relative(&file)));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "pure layers import:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn http_reaches_the_store_only_where_listed() {
+    let mut found = Vec::new();
+    let mut used = Vec::new();
+    for file in rust_files(&root().join("src/http")) {
+        let name = relative(&file);
+        let text = fs::read_to_string(&file).expect("read a source file");
+        for line in code_lines(&text) {
+            if !names(line, "crate::store") {
+                continue;
+            }
+            let allowed = HTTP_STORE_EXCEPTIONS
+                .iter()
+                .find(|(f, path)| *f == name && line.contains(path));
+            match allowed {
+                Some(exception) => used.push(*exception),
+                None => found.push(format!("{name}: {line}")),
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "http imports the store (go through a service):\n{}",
+        found.join("\n")
+    );
+    for exception in HTTP_STORE_EXCEPTIONS {
+        assert!(
+            used.contains(exception),
+            "{exception:?} is no longer needed: remove it from HTTP_STORE_EXCEPTIONS"
+        );
+    }
+}
+
+#[test]
+fn the_path_matcher_matches_paths_not_prefixes() {
+    assert!(names("use axum::Router;", "axum"));
+    assert!(names("let x = tokio::spawn(f);", "tokio"));
+    assert!(!names("use axum_extra::x;", "axum"));
+    assert!(!names("my_tokio::x", "tokio"));
+    assert!(!names("stepgate::tokio_like", "tokio"));
+    assert!(names("use crate::store::users;", "crate::store"));
+    assert!(!names("use crate::storefront;", "crate::store"));
+}
