@@ -16,6 +16,7 @@ mod m20261203_000002_client_introspect;
 mod m20261203_000003_sweep_indexes;
 mod m20261203_000004_rate_limits;
 mod m20261203_000005_mail_queue;
+mod m20261204_000001_session_factors;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000003_sweep_indexes::Migration),
             Box::new(m20261203_000004_rate_limits::Migration),
             Box::new(m20261203_000005_mail_queue::Migration),
+            Box::new(m20261204_000001_session_factors::Migration),
         ]
     }
 }

@@ -1,5 +1,6 @@
 //! Pure end-user authentication rules: no HTTP, no database.
 
+pub mod factor;
 pub mod password;
 pub mod throttle;
 pub mod totp;

@@ -2,10 +2,12 @@
 //! sessions, profile, password reset. Every answer that could tell whether an
 //! email is registered is the same either way.
 
+use crate::auth::factor::Factor;
 use crate::auth::password::{PasswordRuleError, check_password_rules};
 use crate::crypto::{random_token, sha256_hex};
 use crate::service::attempts::{self, Counter, Outcome};
 use crate::service::mail::{self, Intent};
+use crate::service::second_factor;
 use crate::state::AppState;
 use crate::store::audit::{self, Event};
 use crate::store::email_tokens::{self, Purpose, Unusable};
@@ -455,7 +457,8 @@ pub async fn start_session(state: &AppState, user_id: &str) -> Result<String, Ac
             now,
             expires_at: now.saturating_add(state.settings.session.absolute_timeout_secs as i64),
             pwd_at: now,
-            otp_at: None,
+            factors: second_factor::password_only(),
+            mfa_at: None,
             sid: &random_token(),
         },
     )
@@ -470,6 +473,7 @@ pub async fn add_second_factor(
     state: &AppState,
     old_token: &str,
     session: &Session,
+    factor: Factor,
 ) -> Result<String, AccountError> {
     let token = random_token();
     let now = now(state);
@@ -481,7 +485,8 @@ pub async fn add_second_factor(
             now,
             expires_at: session.expires_at,
             pwd_at: session.pwd_at,
-            otp_at: Some(now),
+            factors: session.factors().with(factor),
+            mfa_at: Some(now),
             // The same sign-in session: its public id stays.
             sid: &session.sid.clone().unwrap_or_else(random_token),
         },

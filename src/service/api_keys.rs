@@ -18,7 +18,7 @@
 use crate::crypto::{random_id, random_token, sha256_hex};
 use crate::protocol::scope::Scopes;
 use crate::service::accounts::{self, AccountError};
-use crate::service::totp;
+use crate::service::second_factor;
 use crate::state::AppState;
 use crate::store::api_keys::{self as store, NewApiKey};
 use crate::store::audit::{self, Event};
@@ -170,8 +170,8 @@ pub async fn reauth_needed(
 ) -> Result<Option<Reauth>, AccountError> {
     let now = now(state);
     let fresh_secs = state.settings.session.mfa_fresh_secs;
-    if totp::is_enabled(state, &session.user_id).await? {
-        return Ok((!is_fresh(session.otp_at, now, fresh_secs)).then_some(Reauth::Code));
+    if second_factor::enrolled(state, &session.user_id).await? {
+        return Ok((!is_fresh(session.mfa_at, now, fresh_secs)).then_some(Reauth::Code));
     }
     Ok((!is_fresh(Some(session.pwd_at), now, fresh_secs)).then_some(Reauth::Password))
 }

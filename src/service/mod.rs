@@ -10,6 +10,7 @@ pub mod logout;
 pub mod mail;
 pub mod oidc;
 pub mod password;
+pub mod second_factor;
 pub mod sweep;
 pub mod token;
 pub mod totp;

@@ -11,7 +11,7 @@ use crate::protocol::scope::Scopes;
 use crate::service::accounts::AccountError;
 use crate::service::api_keys;
 use crate::service::clients::Client;
-use crate::service::totp;
+use crate::service::second_factor::{self, Owed};
 use crate::state::AppState;
 use crate::store::entities::access_tokens::Model as AccessToken;
 use crate::store::entities::authorization_codes::Model as Code;
@@ -20,10 +20,6 @@ use crate::store::entities::sessions::Model as Session;
 use crate::store::entities::users::Model as User;
 use crate::store::{access_tokens, authorization_codes, consents, interactions, refresh_tokens};
 use aws_lc_rs::signature::ParsedPublicKey;
-
-/// `acr` values (PRODUCT.md): password alone, or password and a second factor.
-pub const ACR_PWD: &str = "urn:stepgate:acr:pwd";
-pub const ACR_MFA: &str = "urn:stepgate:acr:mfa";
 
 fn now(state: &AppState) -> i64 {
     state.clock.now().timestamp()
@@ -115,19 +111,6 @@ fn fail(request: &AuthorizationRequest, code: OAuthErrorCode, description: &str)
     })
 }
 
-/// Whether this sign-in must include a second factor: the user has 2FA on,
-/// the client requires it, or the request asks for the MFA `acr`.
-async fn mfa_required(
-    state: &AppState,
-    client: &Client,
-    request: &AuthorizationRequest,
-    user: &User,
-) -> Result<bool, AccountError> {
-    Ok(client.require_mfa
-        || request.acr_values.iter().any(|v| v == ACR_MFA)
-        || totp::is_enabled(state, &user.id).await?)
-}
-
 /// The interaction policy (OIDC Core §3.1.2.1–§3.1.2.6), one check at a time.
 pub async fn decide(
     state: &AppState,
@@ -206,7 +189,9 @@ async fn second_and_consent(
     let none = request.prompt.none;
 
     // 4. The second factor, when required and not yet passed in this session.
-    if session.otp_at.is_none() && mfa_required(state, client, request, user).await? {
+    if let Some(owed) =
+        second_factor::owed(state, session, client.require_mfa, &request.acr_values).await?
+    {
         if none {
             return Ok(fail(
                 request,
@@ -214,10 +199,9 @@ async fn second_and_consent(
                 "a second factor is required",
             ));
         }
-        return Ok(if totp::is_enabled(state, &user.id).await? {
-            Next::SecondFactor
-        } else {
-            Next::EnrollSecondFactor
+        return Ok(match owed {
+            Owed::Challenge => Next::SecondFactor,
+            Owed::Enroll => Next::EnrollSecondFactor,
         });
     }
 
@@ -389,15 +373,6 @@ pub async fn deny(state: &AppState, interaction: &Interaction) -> Result<Next, A
     ))
 }
 
-fn assurance(session: &Session) -> (&'static str, Vec<String>) {
-    // RFC 8176: "pwd", "otp", and "mfa" when more than one factor was used.
-    if session.otp_at.is_some() {
-        (ACR_MFA, vec!["pwd".into(), "otp".into(), "mfa".into()])
-    } else {
-        (ACR_PWD, vec!["pwd".into()])
-    }
-}
-
 async fn issue_code(
     state: &AppState,
     request: &AuthorizationRequest,
@@ -406,7 +381,7 @@ async fn issue_code(
 ) -> Result<String, AccountError> {
     let code = random_token();
     let now = now(state);
-    let (acr, amr) = assurance(session);
+    let (acr, amr) = session.factors().assurance();
     authorization_codes::create(
         &state.db,
         Code {

@@ -15,12 +15,13 @@ use crate::service::accounts::AccountError;
 use crate::service::api_keys;
 use crate::service::clients::{Client, GRANT_REFRESH_TOKEN};
 use crate::service::oidc::{PresentedAccessToken, presented_access_token, public_key};
+use crate::service::second_factor;
 use crate::state::AppState;
 use crate::store::append::Row;
 use crate::store::audit::{self, Event};
 use crate::store::entities::refresh_tokens::Model as RefreshToken;
 use crate::store::entities::users::Model as User;
-use crate::store::{access_tokens, authorization_codes, refresh_tokens, totp, users};
+use crate::store::{access_tokens, authorization_codes, refresh_tokens, users};
 
 fn now(state: &AppState) -> i64 {
     state.clock.now().timestamp()
@@ -425,16 +426,9 @@ pub async fn refresh(
     }
     // A grant that rests on a second factor ends when that factor is reset.
     let amr: Vec<String> = row.amr.split(' ').map(str::to_owned).collect();
-    if amr.iter().any(|m| m == "otp") {
-        let credential = totp::get(&state.db, &user.id).await?;
-        let still_valid = credential.is_some_and(|c| {
-            c.enabled
-                && c.enabled_at
-                    .is_some_and(|at| at <= row.auth_time.max(row.issued_at))
-        });
-        if !still_valid {
-            return invalid_grant("two-factor authentication was reset");
-        }
+    let at = row.auth_time.max(row.issued_at);
+    if !second_factor::grant_still_stands(state, &user.id, &amr, at).await? {
+        return invalid_grant("two-factor authentication was reset");
     }
     // RFC 6749 §6: a narrower scope may be asked for, never a wider one.
     let scope = match scope {

@@ -7,6 +7,7 @@
 //! the limit), then the code, then the atomic acceptance of its time-step
 //! (or of the recovery code) in the database.
 
+use crate::auth::factor::Factor;
 use crate::auth::totp::{self, TotpParams, sealed};
 use crate::crypto::{PurposeKey, sha256_hex};
 use crate::service::accounts::{self, AccountError, ReauthError};
@@ -174,6 +175,16 @@ pub enum CodeError {
 pub enum Passed {
     Totp,
     RecoveryCode,
+}
+
+impl Passed {
+    /// The factor the session passed.
+    pub fn factor(self) -> Factor {
+        match self {
+            Passed::Totp => Factor::Totp,
+            Passed::RecoveryCode => Factor::RecoveryCode,
+        }
+    }
 }
 
 /// Checks a code for the user's activated credential. Recovery codes are

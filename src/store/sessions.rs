@@ -3,6 +3,7 @@
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set, sea_query::Expr};
 
 use super::entities::sessions::{self, Entity as Sessions, Model as Session};
+use crate::auth::factor::Factors;
 
 pub struct NewSession<'a> {
     pub id_hash: &'a str,
@@ -10,7 +11,9 @@ pub struct NewSession<'a> {
     pub now: i64,
     pub expires_at: i64,
     pub pwd_at: i64,
-    pub otp_at: Option<i64>,
+    pub factors: Factors,
+    /// When the latest second factor was passed.
+    pub mfa_at: Option<i64>,
     /// The public session id for the `sid` claim.
     pub sid: &'a str,
 }
@@ -24,7 +27,8 @@ pub async fn create(db: &DatabaseConnection, new: NewSession<'_>) -> Result<(), 
         last_seen_at: Set(new.now),
         expires_at: Set(new.expires_at),
         pwd_at: Set(new.pwd_at),
-        otp_at: Set(new.otp_at),
+        factors: Set(new.factors.to_names()),
+        mfa_at: Set(new.mfa_at),
         sid: Set(Some(new.sid.to_owned())),
     })
     .exec_without_returning(db)

@@ -21,6 +21,7 @@ mod logout;
 mod mail_queue;
 mod oidc;
 mod oidc_rules;
+mod session_factors;
 mod store_append;
 mod store_files;
 mod sweep;

@@ -16,7 +16,7 @@ use crate::http::csrf::Csrf;
 use crate::http::oauth::authorize::{after_sign_in, with_interaction};
 use crate::service::accounts::{self, FieldErrors, LinkError, LoginError};
 use crate::service::limits::Action;
-use crate::service::{oidc, totp};
+use crate::service::{oidc, second_factor};
 use crate::state::AppState;
 
 csrf_form!(SignupForm {
@@ -385,7 +385,7 @@ pub async fn login_post(
                 }
                 // With 2FA on, this session has only the password so far;
                 // the code prompt completes it (and gives it a new id).
-                let next = if totp::is_enabled(&state, &session.user.id).await? {
+                let next = if second_factor::enrolled(&state, &session.user.id).await? {
                     match interaction {
                         Some(id) => with_interaction("/login/2fa", id),
                         None => "/login/2fa".to_owned(),

@@ -257,10 +257,15 @@ pub async fn api_keys_post(
                     ));
                 };
                 match totp::verify_second_factor(&state, &who.user, &code, ip.as_deref()).await? {
-                    Ok(_) => {
+                    Ok(passed) => {
                         // A fresh factor on this session, under a new session id.
-                        let token =
-                            accounts::add_second_factor(&state, &who.token, &who.session).await?;
+                        let token = accounts::add_second_factor(
+                            &state,
+                            &who.token,
+                            &who.session,
+                            passed.factor(),
+                        )
+                        .await?;
                         renewed = Some(session_cookie(&state, &token));
                         who.token = token;
                     }

@@ -18,7 +18,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 
 use crate::http::cookies;
 use crate::service::accounts::{self, AccountError};
-use crate::service::totp;
+use crate::service::second_factor;
 use crate::state::AppState;
 use crate::store::entities::{sessions::Model as Session, users::Model as User};
 
@@ -309,7 +309,7 @@ pub async fn visitor(state: &AppState, headers: &HeaderMap) -> Result<Visitor, P
     let Some((session, user)) = accounts::current_session(state, &token).await? else {
         return Ok(Visitor::Anonymous);
     };
-    let needs_otp = session.otp_at.is_none() && totp::is_enabled(state, &user.id).await?;
+    let needs_otp = second_factor::owed_for_account(state, &session).await?;
     let who = SignedIn {
         session,
         user,

@@ -1,6 +1,7 @@
 //! Two-factor authentication pages: the sign-in challenge (`/login/2fa`),
 //! activation by QR code, recovery codes and deactivation (`/profile/2fa/…`).
 
+use crate::auth::factor::Factor;
 use askama::Template;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -142,8 +143,10 @@ pub async fn login_2fa_post(
         };
         let form = checked_form(&state, &headers, form)?;
         match totp::verify_second_factor(&state, &who.user, &form.code, ip.as_deref()).await? {
-            Ok(_) => {
-                let token = accounts::add_second_factor(&state, &who.token, &who.session).await?;
+            Ok(passed) => {
+                let token =
+                    accounts::add_second_factor(&state, &who.token, &who.session, passed.factor())
+                        .await?;
                 tracing::info!(user_id = %who.user.id, "second factor passed");
                 Ok(with_cookie(
                     see_other(&after_sign_in(interaction)),
@@ -277,7 +280,9 @@ pub async fn activate_post(
             .await? {
             Ok(codes) => {
                 // The code proved the second factor: this session now has it.
-                let token = accounts::add_second_factor(&state, &who.token, &who.session).await?;
+                let token =
+                    accounts::add_second_factor(&state, &who.token, &who.session, Factor::Totp)
+                        .await?;
                 let page = RecoveryCodesPage {
                     page: Layout::new(&state, "Two-factor authentication is on"),
                     heading: "Two-factor authentication is on".into(),

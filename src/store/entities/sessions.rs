@@ -10,8 +10,18 @@ pub struct Model {
     pub last_seen_at: i64,
     pub expires_at: i64,
     pub pwd_at: i64,
-    pub otp_at: Option<i64>,
+    /// The factors passed, as `auth::factor::Factors::to_names` writes them.
+    pub factors: String,
+    /// When the latest second factor was passed.
+    pub mfa_at: Option<i64>,
     pub sid: Option<String>,
+}
+
+impl Model {
+    /// The factors this session passed.
+    pub fn factors(&self) -> crate::auth::factor::Factors {
+        crate::auth::factor::Factors::from_names(&self.factors)
+    }
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
