@@ -319,14 +319,6 @@ async fn user(command: UserCommand, settings: Settings) -> anyhow::Result<()> {
                 .unwrap_or(&password);
             let user =
                 accounts::create_by_operator(&state, &email, &name, password, verified).await?;
-            // The confirmation email was queued: send it now rather than
-            // leave it to a server's worker (there may be none running).
-            let delivered = stepgate::service::mail::deliver_due(&state).await?;
-            if delivered.retried > 0 || delivered.given_up > 0 {
-                eprintln!(
-                    "The confirmation email could not be sent yet; a running server sends it from the queue."
-                );
-            }
             if json {
                 print_json(&user_json(&user));
             } else {
@@ -375,6 +367,18 @@ async fn user(command: UserCommand, settings: Settings) -> anyhow::Result<()> {
                 println!("{what} {} <{}>", user.name, user.email);
             }
         }
+    }
+    // A command that queued an email (a confirmation link, a 2FA notice)
+    // sends it now rather than leave it to a server's worker: there may be
+    // none running.
+    let delivered = stepgate::service::mail::deliver_due(&state).await?;
+    if delivered.retried > 0 {
+        eprintln!(
+            "An email could not be sent yet; it stays queued, and a running server sends it."
+        );
+    }
+    if delivered.given_up > 0 {
+        eprintln!("An email could not be sent at all; the log says why.");
     }
     Ok(())
 }

@@ -498,8 +498,18 @@ pub fn stderr(output: &Output) -> String {
 /// Writes a configuration file for binary runs against `dir` and `db`.
 pub fn write_config(dir: &Path, db: &TestDatabase, extra: &str) -> PathBuf {
     let path = dir.join("stepgate.toml");
+    // The CLI sends the mail it queues: into the test's outbox (the one
+    // `test_settings` gives its servers), never into ./data/outbox.
+    let outbox = if extra.contains("[email]") {
+        String::new()
+    } else {
+        format!(
+            "[email]\noutbox_dir = {:?}\n",
+            dir.join("outbox").display().to_string()
+        )
+    };
     let text = format!(
-        "database_url = {:?}\nkeys_dir = {:?}\n[password]\nargon2_memory_kib = 4096\nargon2_iterations = 1\n{extra}",
+        "database_url = {:?}\nkeys_dir = {:?}\n[password]\nargon2_memory_kib = 4096\nargon2_iterations = 1\n{outbox}{extra}",
         db.url,
         dir.join("keys").display().to_string()
     );

@@ -528,6 +528,14 @@ async fn operators_can_reset_2fa(backend: Backend) {
         &[],
     );
     assert!(out.status.success(), "{}", stderr(&out));
+    // The user is told by email.
+    let notices: Vec<String> = app
+        .emails_to("phone@example.com")
+        .await
+        .into_iter()
+        .filter(|m| m.contains("Two-factor authentication was reset"))
+        .collect();
+    assert_eq!(notices.len(), 1, "the reset notice");
     // Their sessions ended; the password alone signs in now.
     let gone = browser.get_raw("/profile").await;
     assert_eq!(gone.status, StatusCode::SEE_OTHER);
