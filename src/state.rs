@@ -88,6 +88,12 @@ impl AppState {
 }
 
 impl Shared {
+    /// Unix seconds at the state's clock (`clock.rs`; tests pass a fixed
+    /// clock): the one way services read the time.
+    pub fn now(&self) -> i64 {
+        self.clock.now().timestamp()
+    }
+
     /// Whether the issuer is https: cookies are then `Secure` and `__Host-`.
     pub fn https(&self) -> bool {
         self.settings.issuer.starts_with("https://")

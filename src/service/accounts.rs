@@ -94,13 +94,9 @@ fn password_error(error: PasswordRuleError) -> String {
     error.to_string()
 }
 
-fn now(state: &AppState) -> i64 {
-    state.clock.now().timestamp()
-}
-
 /// Records a security event in the audit log, at the clock's time.
 pub(crate) async fn record(state: &AppState, event: Event<'_>) -> Result<(), AccountError> {
-    audit::record(&state.appender, event, now(state)).await?;
+    audit::record(&state.appender, event, state.now()).await?;
     Ok(())
 }
 
@@ -141,7 +137,7 @@ pub(crate) async fn issue_link(
     ttl_secs: u64,
 ) -> Result<String, AccountError> {
     let token = random_token();
-    let now = now(state);
+    let now = state.now();
     email_tokens::create(
         &state.db,
         &sha256_hex(&token),
@@ -185,7 +181,7 @@ pub async fn signup(
             password_hash: &hash,
             email_verified: false,
         },
-        now(state),
+        state.now(),
     )
     .await;
     // One row in the outbox either way; the worker looks the account up.
@@ -240,7 +236,7 @@ pub async fn confirm_email(
     state: &AppState,
     token: &str,
 ) -> Result<Result<(), LinkError>, AccountError> {
-    let now = now(state);
+    let now = state.now();
     match email_tokens::consume(&state.db, &sha256_hex(token), Purpose::Confirm, now).await? {
         Ok(user_id) => {
             users::set_email_verified(&state.db, &user_id, now).await?;
@@ -440,7 +436,7 @@ pub async fn reauthenticate(
 
 /// Records on the session that the password was just proved again.
 pub async fn password_proved(state: &AppState, session: &Session) -> Result<(), AccountError> {
-    sessions::set_pwd_at(&state.db, &session.id_hash, now(state)).await?;
+    sessions::set_pwd_at(&state.db, &session.id_hash, state.now()).await?;
     Ok(())
 }
 
@@ -448,7 +444,7 @@ pub async fn password_proved(state: &AppState, session: &Session) -> Result<(), 
 /// sign-in, so a planted cookie is never promoted: session fixation).
 pub async fn start_session(state: &AppState, user_id: &str) -> Result<String, AccountError> {
     let token = random_token();
-    let now = now(state);
+    let now = state.now();
     sessions::create(
         &state.db,
         sessions::NewSession {
@@ -476,7 +472,7 @@ pub async fn add_second_factor(
     factor: Factor,
 ) -> Result<String, AccountError> {
     let token = random_token();
-    let now = now(state);
+    let now = state.now();
     sessions::create(
         &state.db,
         sessions::NewSession {
@@ -506,7 +502,7 @@ pub async fn current_session(
     state: &AppState,
     token: &str,
 ) -> Result<Option<(Session, User)>, AccountError> {
-    let now = now(state);
+    let now = state.now();
     let idle_cutoff = now - state.settings.session.idle_timeout_secs as i64;
     let id_hash = sha256_hex(token);
     let Some(session) = sessions::find_live(&state.db, &id_hash, now, idle_cutoff).await? else {
@@ -545,7 +541,7 @@ pub async fn update_name(
     if let Some(error) = check_name(name) {
         return Ok(Err(error));
     }
-    users::set_name(&state.db, user_id, name, now(state)).await?;
+    users::set_name(&state.db, user_id, name, state.now()).await?;
     Ok(Ok(()))
 }
 
@@ -574,7 +570,7 @@ pub async fn check_reset_link(
     token: &str,
 ) -> Result<Result<(), LinkError>, AccountError> {
     let found =
-        email_tokens::peek(&state.db, &sha256_hex(token), Purpose::Reset, now(state)).await?;
+        email_tokens::peek(&state.db, &sha256_hex(token), Purpose::Reset, state.now()).await?;
     Ok(found.map(|_| ()).map_err(LinkError::from))
 }
 
@@ -596,7 +592,7 @@ pub async fn reset_password(
         // Checked first, so a rule error does not use the link up.
         return Ok(Err(ResetError::Password(password_error(e))));
     }
-    let now = now(state);
+    let now = state.now();
     let user_id =
         match email_tokens::consume(&state.db, &sha256_hex(token), Purpose::Reset, now).await? {
             Ok(user_id) => user_id,
@@ -676,7 +672,7 @@ pub async fn create_by_operator(
             password_hash: &hash,
             email_verified: verified,
         },
-        now(state),
+        state.now(),
     )
     .await
     .map_err(|e| match e {
@@ -706,7 +702,7 @@ pub async fn set_disabled(
     let Some(user) = users::find_by_email(&state.db, email).await? else {
         return Ok(None);
     };
-    users::set_disabled(&state.db, &user.id, disabled, now(state)).await?;
+    users::set_disabled(&state.db, &user.id, disabled, state.now()).await?;
     if disabled {
         sessions::delete_for_user(&state.db, &user.id).await?;
     }

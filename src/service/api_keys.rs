@@ -40,10 +40,6 @@ pub const KEY_SCOPES: [&str; 3] = ["openid", "profile", "email"];
 /// one write a minute, not one per request.
 const TOUCH_EVERY_SECS: i64 = 60;
 
-fn now(state: &AppState) -> i64 {
-    state.clock.now().timestamp()
-}
-
 /// Whether a bearer token is meant as an API key (rather than a JWT).
 pub fn is_api_key(token: &str) -> bool {
     token.starts_with(PREFIX)
@@ -168,7 +164,7 @@ pub async fn reauth_needed(
     state: &AppState,
     session: &Session,
 ) -> Result<Option<Reauth>, AccountError> {
-    let now = now(state);
+    let now = state.now();
     let fresh_secs = state.settings.session.mfa_fresh_secs;
     if second_factor::enrolled(state, &session.user_id).await? {
         return Ok((!is_fresh(session.mfa_at, now, fresh_secs)).then_some(Reauth::Code));
@@ -214,7 +210,7 @@ pub async fn create(
         return Ok(Err(errors));
     };
     let key = format!("{PREFIX}{}", random_token());
-    let now = now(state);
+    let now = state.now();
     let row = store::create(
         &state.db,
         NewApiKey {
@@ -268,7 +264,7 @@ pub async fn revoke(
     key_id: &str,
     ip: Option<&str>,
 ) -> Result<bool, AccountError> {
-    if !store::revoke(&state.db, user_id, key_id, now(state)).await? {
+    if !store::revoke(&state.db, user_id, key_id, state.now()).await? {
         return Ok(false);
     }
     let detail = format!("key {key_id}");
@@ -290,7 +286,7 @@ pub async fn verify(
     if !is_well_formed(raw) {
         return Ok(None);
     }
-    let now = now(state);
+    let now = state.now();
     let Some(mut key) = store::find_live(&state.db, &sha256_hex(raw), now).await? else {
         return Ok(None);
     };
@@ -345,7 +341,7 @@ async fn audit_event(
             ip,
             detail: Some(detail),
         },
-        now(state),
+        state.now(),
     )
     .await?;
     Ok(())

@@ -139,7 +139,7 @@ pub async fn attempt<T>(
             retry_after_secs: limited.retry_after_secs,
         });
     }
-    let now = state.clock.now().timestamp();
+    let now = state.now();
     match login_throttle::claim(&state.db, &counter.key, now, &counter.policy).await? {
         login_throttle::Claimed::Locked { retry_after_secs } => {
             // Not verified, so no failure in the windows either.

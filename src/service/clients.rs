@@ -148,10 +148,6 @@ impl From<sea_orm::DbErr> for ClientError {
     }
 }
 
-fn now(state: &AppState) -> i64 {
-    state.clock.now().timestamp()
-}
-
 async fn audit(
     state: &AppState,
     kind: &str,
@@ -168,7 +164,7 @@ async fn audit(
             ip: None,
             detail,
         },
-        now(state),
+        state.now(),
     )
     .await?;
     Ok(())
@@ -388,7 +384,7 @@ pub async fn create(
             first_party,
             introspect,
         },
-        now(state),
+        state.now(),
     )
     .await?;
     let client = Client::from_row(row)?;
@@ -443,7 +439,7 @@ pub async fn rotate_secret(
         )));
     }
     let secret = random_token();
-    if !store::set_secret_hash(&state.db, client_id, &sha256_hex(&secret), now(state)).await? {
+    if !store::set_secret_hash(&state.db, client_id, &sha256_hex(&secret), state.now()).await? {
         // Deleted in the meantime.
         return Ok(None);
     }

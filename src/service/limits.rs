@@ -113,7 +113,7 @@ impl Limit {
 
     /// Counts one event, unless the window is full.
     pub async fn hit(&self, state: &AppState) -> Result<Result<(), Limited>, AccountError> {
-        let now = state.clock.now().timestamp();
+        let now = state.now();
         Ok(
             match rate_limits::hit(&state.db, &self.key, now, WINDOW_SECS, self.per_hour).await? {
                 Hit::Counted { .. } => Ok(()),
@@ -124,7 +124,7 @@ impl Limit {
 
     /// Whether the window is full, counting nothing.
     pub async fn check(&self, state: &AppState) -> Result<Result<(), Limited>, AccountError> {
-        let now = state.clock.now().timestamp();
+        let now = state.now();
         Ok(
             match rate_limits::full(&state.db, &self.key, now, WINDOW_SECS, self.per_hour).await? {
                 None => Ok(()),

@@ -96,7 +96,7 @@ pub fn lease_secs(state: &AppState) -> i64 {
 /// Queues `intent` and wakes this node's worker.
 pub async fn enqueue(state: &AppState, intent: Intent) -> Result<(), AccountError> {
     let json = serde_json::to_string(&intent).expect("an intent serializes");
-    let now = state.clock.now().timestamp();
+    let now = state.now();
     mail_queue::enqueue(&state.db, &random_id(), &json, now).await?;
     state.mail_wakeup.notify_one();
     Ok(())
@@ -146,7 +146,7 @@ enum Outcome {
 pub async fn deliver_due(state: &AppState) -> Result<Delivered, AccountError> {
     let mut done = Delivered::default();
     loop {
-        let now = state.clock.now().timestamp();
+        let now = state.now();
         let claimed = mail_queue::claim(&state.db, now, lease_secs(state), BATCH).await?;
         let full = claimed.len() == BATCH as usize;
         for row in claimed {
@@ -204,7 +204,7 @@ async fn process(state: &AppState, row: &Claimed) -> Result<Outcome, AccountErro
                 %error,
                 "could not send an email; it stays queued"
             );
-            let now = state.clock.now().timestamp();
+            let now = state.now();
             mail_queue::retry_at(&state.db, &row.id, now.saturating_add(wait)).await?;
             Ok(Outcome::Retried)
         }
@@ -287,7 +287,7 @@ async fn compose(
             {
                 return Ok(None);
             }
-            let now = state.clock.now().timestamp();
+            let now = state.now();
             // A new link retires the older ones.
             email_tokens::retire_for_user(&state.db, &user.id, Purpose::Reset, now).await?;
             let ttl = state.settings.account.reset_ttl_secs;
@@ -397,7 +397,7 @@ pub struct QueueStatus {
 }
 
 pub async fn status(state: &AppState) -> Result<QueueStatus, AccountError> {
-    let now = state.clock.now().timestamp();
+    let now = state.now();
     let (queued, leased) = mail_queue::count(&state.db, now).await?;
     Ok(QueueStatus { queued, leased })
 }

@@ -21,10 +21,6 @@ use crate::store::entities::users::Model as User;
 use crate::store::{access_tokens, authorization_codes, consents, interactions, refresh_tokens};
 use aws_lc_rs::signature::ParsedPublicKey;
 
-fn now(state: &AppState) -> i64 {
-    state.clock.now().timestamp()
-}
-
 /// A stored authorization request and its raw id (the id travels in page
 /// URLs; the database keeps its hash).
 pub struct Interaction {
@@ -43,7 +39,7 @@ pub async fn start_interaction(
     request: &AuthorizationRequest,
 ) -> Result<String, AccountError> {
     let id = random_token();
-    let now = now(state);
+    let now = state.now();
     let json = serde_json::to_string(request).expect("requests serialize");
     interactions::create(
         &state.db,
@@ -66,7 +62,7 @@ pub async fn find_interaction(
     if !is_token_shaped(id) {
         return Ok(None);
     }
-    let Some(row) = interactions::find_live(&state.db, &sha256_hex(id), now(state)).await? else {
+    let Some(row) = interactions::find_live(&state.db, &sha256_hex(id), state.now()).await? else {
         return Ok(None);
     };
     let Ok(request) = serde_json::from_str::<AuthorizationRequest>(&row.request) else {
@@ -119,7 +115,7 @@ pub async fn decide(
     session: Option<&(Session, User)>,
 ) -> Result<Next, AccountError> {
     let request = &interaction.request;
-    let now = now(state);
+    let now = state.now();
     let none = request.prompt.none;
 
     // 1. A session at all.
@@ -229,7 +225,7 @@ async fn second_and_consent(
     }
 
     // 6. Done: the interaction is used up, a code is issued.
-    if !interactions::complete(&state.db, &interaction.row.id_hash, now(state)).await? {
+    if !interactions::complete(&state.db, &interaction.row.id_hash, state.now()).await? {
         return Ok(fail(
             request,
             OAuthErrorCode::InvalidRequest,
@@ -343,7 +339,7 @@ pub async fn grant_consent(
         user_id,
         &request.client_id,
         &scope.to_wire(),
-        now(state),
+        state.now(),
     )
     .await?;
     Ok(())
@@ -356,7 +352,7 @@ pub async fn revoke_consent(
     user_id: &str,
     client_id: &str,
 ) -> Result<(), AccountError> {
-    let now = now(state);
+    let now = state.now();
     consents::delete(&state.db, user_id, client_id).await?;
     access_tokens::revoke_for_user_client(&state.db, user_id, client_id, now).await?;
     refresh_tokens::revoke_for_user_client(&state.db, user_id, client_id, now).await?;
@@ -365,7 +361,7 @@ pub async fn revoke_consent(
 
 /// Ends an interaction with `access_denied` (consent refused).
 pub async fn deny(state: &AppState, interaction: &Interaction) -> Result<Next, AccountError> {
-    interactions::complete(&state.db, &interaction.row.id_hash, now(state)).await?;
+    interactions::complete(&state.db, &interaction.row.id_hash, state.now()).await?;
     Ok(fail(
         &interaction.request,
         OAuthErrorCode::AccessDenied,
@@ -380,7 +376,7 @@ async fn issue_code(
     user: &User,
 ) -> Result<String, AccountError> {
     let code = random_token();
-    let now = now(state);
+    let now = state.now();
     let (acr, amr) = session.factors().assurance();
     authorization_codes::create(
         &state.db,
@@ -429,7 +425,7 @@ pub async fn userinfo(
             None => Err(BearerError::InvalidToken("the access token is not valid")),
         });
     }
-    let (claims, user) = match presented_access_token(state, token, now(state)).await? {
+    let (claims, user) = match presented_access_token(state, token, state.now()).await? {
         PresentedAccessToken::NotOurs => {
             return Ok(Err(BearerError::InvalidToken(
                 "the access token is not valid",

@@ -18,7 +18,7 @@ pub type Swept = BTreeMap<&'static str, u64>;
 
 /// One sweep at the state's clock.
 pub async fn sweep_once(state: &AppState) -> Result<Swept, sea_orm::DbErr> {
-    let now = state.clock.now().timestamp();
+    let now = state.now();
     let settings = &state.settings;
     let cutoffs = Cutoffs {
         now,

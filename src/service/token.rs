@@ -23,10 +23,6 @@ use crate::store::entities::refresh_tokens::Model as RefreshToken;
 use crate::store::entities::users::Model as User;
 use crate::store::{access_tokens, authorization_codes, refresh_tokens, users};
 
-fn now(state: &AppState) -> i64 {
-    state.clock.now().timestamp()
-}
-
 /// A successful token response (RFC 6749 §5.1, OIDC Core §3.1.3.3).
 #[derive(Debug, serde::Serialize)]
 pub struct TokenResponse {
@@ -88,7 +84,7 @@ fn audit_row(
             ip: None,
             detail,
         },
-        now(state),
+        state.now(),
     )
 }
 
@@ -126,7 +122,7 @@ fn access_token(state: &AppState, client: &Client, grant: AccessGrant<'_>) -> (S
         code_hash,
         family_id,
     } = grant;
-    let now = now(state);
+    let now = state.now();
     let ttl = state.settings.oauth.access_token_ttl_secs;
     let jti = random_token();
     let key = state.keys.active();
@@ -176,7 +172,7 @@ fn mint(
     grant: &Grant<'_>,
     refresh: Option<RefreshPlan>,
 ) -> (TokenResponse, Vec<Row>) {
-    let now = now(state);
+    let now = state.now();
     let (access, ttl, access_row) = access_token(
         state,
         client,
@@ -253,7 +249,7 @@ fn mint(
 
 /// Revokes what a code bought: its access tokens and refresh families.
 async fn revoke_code(state: &AppState, code_hash: &str) -> Result<(), AccountError> {
-    let now = now(state);
+    let now = state.now();
     access_tokens::revoke_for_code(&state.db, code_hash, now).await?;
     for family in refresh_tokens::families_for_code(&state.db, code_hash).await? {
         refresh_tokens::revoke_family(&state.db, &family, now).await?;
@@ -294,7 +290,7 @@ pub async fn redeem_code(
     redirect_uri: Option<&str>,
     code_verifier: Option<&str>,
 ) -> Outcome {
-    let now = now(state);
+    let now = state.now();
     let code_hash = sha256_hex(code);
     let Some(row) = authorization_codes::find(&state.db, &code_hash).await? else {
         return invalid_grant(CODE_NOT_VALID);
@@ -394,7 +390,7 @@ pub async fn refresh(
     token: &str,
     scope: Option<&str>,
 ) -> Outcome {
-    let now = now(state);
+    let now = state.now();
     let hash = sha256_hex(token);
     let Some((row, user, consent)) =
         refresh_tokens::find_with_grant(&state.db, state.local_reader.as_ref(), &hash).await?
@@ -491,7 +487,7 @@ pub async fn refresh(
 }
 
 async fn reuse_detected(state: &AppState, client: &Client, row: &RefreshToken) -> Outcome {
-    refresh_tokens::revoke_family(&state.db, &row.family_id, now(state)).await?;
+    refresh_tokens::revoke_family(&state.db, &row.family_id, state.now()).await?;
     tracing::warn!(client_id = %client.client_id, "refresh token reuse: family revoked");
     audit_event(
         state,
@@ -601,7 +597,7 @@ async fn revoke_refresh(
     if row.client_id != client.client_id {
         return Ok(false);
     }
-    refresh_tokens::revoke_family(&state.db, &row.family_id, now(state)).await?;
+    refresh_tokens::revoke_family(&state.db, &row.family_id, state.now()).await?;
     audit_event(
         state,
         "token.revoked",
@@ -623,7 +619,7 @@ async fn revoke_access(
     let Some(jti) = access_token_jti(state, token) else {
         return Ok(false);
     };
-    if !access_tokens::revoke(&state.db, &jti, &client.client_id, now(state)).await? {
+    if !access_tokens::revoke(&state.db, &jti, &client.client_id, state.now()).await? {
         return Ok(false);
     }
     audit_event(
@@ -665,7 +661,7 @@ pub async fn introspect(
     client: &Client,
     token: &str,
 ) -> Result<Value, AccountError> {
-    let now = now(state);
+    let now = state.now();
     let inactive = json!({ "active": false });
     let caller = Caller {
         client_id: &client.client_id,

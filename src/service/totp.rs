@@ -29,10 +29,6 @@ fn sealing_key(state: &AppState) -> [u8; 32] {
     bytes.try_into().expect("HMAC-SHA256 is 32 bytes")
 }
 
-fn now(state: &AppState) -> i64 {
-    state.clock.now().timestamp()
-}
-
 async fn audit(
     state: &AppState,
     kind: &str,
@@ -51,7 +47,7 @@ async fn audit(
             ip,
             detail,
         },
-        now(state),
+        state.now(),
     )
     .await?;
     Ok(())
@@ -111,7 +107,7 @@ pub async fn begin_activation(
     }
     let params = state.settings.totp.params();
     let secret = totp::generate_secret();
-    let now = now(state);
+    let now = state.now();
     store::put_enrollment(
         &state.db,
         store::NewEnrollment {
@@ -135,7 +131,7 @@ pub async fn current_activation(
     session: &Session,
 ) -> Result<Option<Activation>, AccountError> {
     let live =
-        store::live_enrollment(&state.db, &enrollment_key(session), &user.id, now(state)).await?;
+        store::live_enrollment(&state.db, &enrollment_key(session), &user.id, state.now()).await?;
     if let Some(enrollment) = live
         && let (Some(secret), Some(params)) = (
             sealed::open(&sealing_key(state), &user.id, &enrollment.secret_sealed),
@@ -196,7 +192,7 @@ async fn check_code(
     allow_recovery: bool,
     ip: Option<&str>,
 ) -> Result<Result<Passed, CodeError>, AccountError> {
-    let now = now(state);
+    let now = state.now();
     let Some(credential) = store::get(&state.db, &user.id).await?.filter(|c| c.enabled) else {
         return Ok(Err(CodeError::NoCredential));
     };
@@ -280,7 +276,7 @@ async fn new_recovery_codes(state: &AppState, user_id: &str) -> Result<Vec<Strin
         .iter()
         .map(|c| sha256_hex(&totp::normalize_recovery_code(c).expect("generated codes are valid")))
         .collect();
-    recovery_codes::replace_all(&state.db, user_id, &hashes, now(state)).await?;
+    recovery_codes::replace_all(&state.db, user_id, &hashes, state.now()).await?;
     Ok(codes)
 }
 
@@ -295,7 +291,7 @@ pub async fn confirm_activation(
     code: &str,
     ip: Option<&str>,
 ) -> Result<Result<Vec<String>, CodeError>, AccountError> {
-    let now = now(state);
+    let now = state.now();
     let Some(enrollment) =
         store::live_enrollment(&state.db, &enrollment_key(session), &user.id, now).await?
     else {

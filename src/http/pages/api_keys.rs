@@ -160,7 +160,7 @@ async fn keys_page(
     status: StatusCode,
     extras: Extras,
 ) -> Result<Response, PageError> {
-    let now = state.clock.now().timestamp();
+    let now = state.now();
     let keys = api_keys::list(state, &who.user.id)
         .await?
         .iter()
