@@ -8,6 +8,7 @@
 //! type. The integration tests parse the document with openidconnect, so a
 //! real relying-party library checks it.
 
+use crate::protocol::grant::GrantType;
 use serde::Serialize;
 
 /// Paths of the endpoints, relative to the issuer.
@@ -68,11 +69,7 @@ impl ProviderMetadata {
             // The authorization code flow only (RFC 9700 §2.1.2 rules out implicit).
             response_types_supported: vec!["code"],
             response_modes_supported: vec!["query", "form_post"],
-            grant_types_supported: vec![
-                "authorization_code",
-                "refresh_token",
-                "client_credentials",
-            ],
+            grant_types_supported: GrantType::ALL.map(GrantType::as_str).to_vec(),
             subject_types_supported: vec!["public"],
             id_token_signing_alg_values_supported: vec!["RS256"],
             token_endpoint_auth_methods_supported: vec![

@@ -3,6 +3,7 @@
 pub mod authorize;
 pub mod discovery;
 pub mod error;
+pub mod grant;
 pub mod introspect;
 pub mod jwt;
 pub mod logout;

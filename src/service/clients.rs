@@ -14,20 +14,23 @@ use std::time::{Duration, Instant};
 use url::{Host, Url};
 
 use crate::crypto::{constant_time_eq, random_id, random_token, sha256_hex};
+use crate::protocol::grant::GrantType;
 use crate::service::accounts::AccountError;
 use crate::state::AppState;
 use crate::store::audit::{self, Event};
 use crate::store::clients::{self as store, NewClientRow, decode_list};
 use crate::store::entities::clients::Model as ClientRow;
 
-pub const GRANT_AUTHORIZATION_CODE: &str = "authorization_code";
-pub const GRANT_REFRESH_TOKEN: &str = "refresh_token";
-pub const GRANT_CLIENT_CREDENTIALS: &str = "client_credentials";
+// The registration rules and the stored lists speak the wire names of
+// `protocol::grant::GrantType`, the one list of grants.
+pub const GRANT_AUTHORIZATION_CODE: &str = GrantType::AuthorizationCode.as_str();
+pub const GRANT_REFRESH_TOKEN: &str = GrantType::RefreshToken.as_str();
+pub const GRANT_CLIENT_CREDENTIALS: &str = GrantType::ClientCredentials.as_str();
 /// Every grant type a client may be registered for.
 pub const GRANT_TYPES: [&str; 3] = [
-    GRANT_AUTHORIZATION_CODE,
-    GRANT_REFRESH_TOKEN,
-    GRANT_CLIENT_CREDENTIALS,
+    GrantType::ALL[0].as_str(),
+    GrantType::ALL[1].as_str(),
+    GrantType::ALL[2].as_str(),
 ];
 /// What a client registered without grant types may use.
 pub const DEFAULT_GRANT_TYPES: [&str; 2] = [GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN];
@@ -77,6 +80,11 @@ pub struct Client {
 impl Client {
     pub fn allows_grant(&self, grant: &str) -> bool {
         self.grant_types.iter().any(|g| g == grant)
+    }
+
+    /// Whether the client is registered for `grant`.
+    pub fn allows(&self, grant: GrantType) -> bool {
+        self.allows_grant(grant.as_str())
     }
 
     pub fn allows_scope(&self, scope: &str) -> bool {

@@ -7,13 +7,14 @@ use serde_json::{Value, json};
 
 use crate::crypto::{random_token, sha256_hex};
 use crate::protocol::error::{OAuthError, OAuthErrorCode};
+use crate::protocol::grant::GrantType;
 use crate::protocol::introspect::{Caller, Presented, may_introspect};
 use crate::protocol::jwt::{self, AccessTokenClaims, IdTokenClaims};
 use crate::protocol::pkce;
 use crate::protocol::scope::Scopes;
 use crate::service::accounts::AccountError;
 use crate::service::api_keys;
-use crate::service::clients::{Client, GRANT_REFRESH_TOKEN};
+use crate::service::clients::Client;
 use crate::service::oidc::{PresentedAccessToken, presented_access_token, public_key};
 use crate::service::second_factor;
 use crate::state::AppState;
@@ -350,7 +351,7 @@ pub async fn redeem_code(
     // OIDC Core §11: a refresh token only for offline_access the user
     // granted, to a client allowed the grant; it starts a new family.
     let refresh = (grant.scope.contains("offline_access")
-        && client.allows_grant(GRANT_REFRESH_TOKEN))
+        && client.allows(GrantType::RefreshToken))
     .then(|| RefreshPlan {
         family_id: random_token(),
         family_expires_at: now
@@ -451,13 +452,11 @@ pub async fn refresh(
     };
     // The new refresh token keeps the family's scope, whatever the access
     // token was narrowed to.
-    let plan = client
-        .allows_grant(GRANT_REFRESH_TOKEN)
-        .then(|| RefreshPlan {
-            family_id: row.family_id.clone(),
-            family_expires_at: row.family_expires_at,
-            scope: granted,
-        });
+    let plan = client.allows(GrantType::RefreshToken).then(|| RefreshPlan {
+        family_id: row.family_id.clone(),
+        family_expires_at: row.family_expires_at,
+        scope: granted,
+    });
     let (response, mut rows) = mint(state, client, &grant, plan);
     rows.push(audit_row(
         state,

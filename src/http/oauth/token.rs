@@ -11,9 +11,7 @@ use axum::response::Response;
 use super::client_auth::{authenticated_form, error, invalid_request, json_no_store, server_error};
 use crate::http::client_ip::ClientIp;
 use crate::protocol::error::{OAuthError, OAuthErrorCode};
-use crate::service::clients::{
-    GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_REFRESH_TOKEN,
-};
+use crate::protocol::grant::GrantType;
 use crate::service::token;
 use crate::state::AppState;
 
@@ -31,13 +29,7 @@ pub async fn token_post(
     let Some(grant_type) = params.get("grant_type") else {
         return invalid_request("grant_type is required");
     };
-    if ![
-        GRANT_AUTHORIZATION_CODE,
-        GRANT_REFRESH_TOKEN,
-        GRANT_CLIENT_CREDENTIALS,
-    ]
-    .contains(&grant_type)
-    {
+    let Some(grant) = GrantType::parse(grant_type) else {
         return error(
             &OAuthError::new(
                 OAuthErrorCode::UnsupportedGrantType,
@@ -45,8 +37,8 @@ pub async fn token_post(
             ),
             false,
         );
-    }
-    if !client.allows_grant(grant_type) {
+    };
+    if !client.allows(grant) {
         return error(
             &OAuthError::new(
                 OAuthErrorCode::UnauthorizedClient,
@@ -55,8 +47,8 @@ pub async fn token_post(
             false,
         );
     }
-    let result = match grant_type {
-        GRANT_AUTHORIZATION_CODE => {
+    let result = match grant {
+        GrantType::AuthorizationCode => {
             let Some(code) = params.get("code") else {
                 return invalid_request("code is required");
             };
@@ -69,13 +61,15 @@ pub async fn token_post(
             )
             .await
         }
-        GRANT_REFRESH_TOKEN => {
+        GrantType::RefreshToken => {
             let Some(refresh_token) = params.get("refresh_token") else {
                 return invalid_request("refresh_token is required");
             };
             token::refresh(&state, &client, refresh_token, params.get("scope")).await
         }
-        _ => token::client_credentials(&state, &client, params.get("scope")).await,
+        GrantType::ClientCredentials => {
+            token::client_credentials(&state, &client, params.get("scope")).await
+        }
     };
     match result {
         Ok(Ok(tokens)) => json_no_store(tokens),
