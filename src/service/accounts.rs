@@ -5,6 +5,7 @@
 use crate::auth::factor::Factor;
 use crate::auth::password::{PasswordRuleError, check_password_rules};
 use crate::crypto::{random_token, sha256_hex};
+use crate::service::Error;
 use crate::service::attempts::{self, Counter, Outcome};
 use crate::service::mail::{self, Intent};
 use crate::service::second_factor;
@@ -20,12 +21,6 @@ use crate::store::{api_keys, refresh_tokens, sessions, totp as store_totp, users
 pub const MAX_NAME_CHARS: usize = 100;
 /// RFC 5321 §4.5.3.1.3: a path is at most 256 octets, so an address at most 254.
 pub const MAX_EMAIL_CHARS: usize = 254;
-
-#[derive(Debug, thiserror::Error)]
-pub enum AccountError {
-    #[error("database: {0}")]
-    Db(#[from] sea_orm::DbErr),
-}
 
 /// What is wrong with a sign-up or profile form, field by field.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -95,7 +90,7 @@ fn password_error(error: PasswordRuleError) -> String {
 }
 
 /// Records a security event in the audit log, at the clock's time.
-pub(crate) async fn record(state: &AppState, event: Event<'_>) -> Result<(), AccountError> {
+pub(crate) async fn record(state: &AppState, event: Event<'_>) -> Result<(), Error> {
     audit::record(&state.appender, event, state.now()).await?;
     Ok(())
 }
@@ -109,7 +104,7 @@ async fn audit_sign_in(
     user_id: Option<&str>,
     ip: Option<&str>,
     detail: Option<&str>,
-) -> Result<(), AccountError> {
+) -> Result<(), Error> {
     record(
         state,
         Event {
@@ -135,7 +130,7 @@ pub(crate) async fn issue_link(
     user_id: &str,
     purpose: Purpose,
     ttl_secs: u64,
-) -> Result<String, AccountError> {
+) -> Result<String, Error> {
     let token = random_token();
     let now = state.now();
     email_tokens::create(
@@ -160,7 +155,7 @@ pub async fn signup(
     password: &str,
     name: &str,
     interaction: Option<&str>,
-) -> Result<Result<(), FieldErrors>, AccountError> {
+) -> Result<Result<(), FieldErrors>, Error> {
     let errors = FieldErrors {
         email: check_email(email),
         password: check_password_rules(password, &state.settings.password)
@@ -232,10 +227,7 @@ impl From<Unusable> for LinkError {
 }
 
 /// Consumes a confirmation link and marks the email verified.
-pub async fn confirm_email(
-    state: &AppState,
-    token: &str,
-) -> Result<Result<(), LinkError>, AccountError> {
+pub async fn confirm_email(state: &AppState, token: &str) -> Result<Result<(), LinkError>, Error> {
     let now = state.now();
     match email_tokens::consume(&state.db, &sha256_hex(token), Purpose::Confirm, now).await? {
         Ok(user_id) => {
@@ -249,7 +241,7 @@ pub async fn confirm_email(
 /// Queues a new confirmation link for the email; the worker sends it if
 /// the email belongs to an unconfirmed, active account. The request does
 /// the same work either way (one insert), and the caller answers the same.
-pub async fn resend_confirmation(state: &AppState, email: &str) -> Result<(), AccountError> {
+pub async fn resend_confirmation(state: &AppState, email: &str) -> Result<(), Error> {
     if check_email(email).is_some() {
         return Ok(());
     }
@@ -294,7 +286,7 @@ pub async fn login(
     email: &str,
     password: &str,
     ip: Option<&str>,
-) -> Result<Result<NewSession, LoginError>, AccountError> {
+) -> Result<Result<NewSession, LoginError>, Error> {
     let user = if check_email(email).is_none() {
         users::find_by_email(&state.db, email).await?
     } else {
@@ -393,7 +385,7 @@ pub async fn reauthenticate(
     password: &str,
     ip: Option<&str>,
     kind: &str,
-) -> Result<Result<(), ReauthError>, AccountError> {
+) -> Result<Result<(), ReauthError>, Error> {
     let counter = Counter::password(state, &user.email, ip);
     let checked = attempts::attempt(state, &counter, async {
         let right = state
@@ -435,14 +427,14 @@ pub async fn reauthenticate(
 }
 
 /// Records on the session that the password was just proved again.
-pub async fn password_proved(state: &AppState, session: &Session) -> Result<(), AccountError> {
+pub async fn password_proved(state: &AppState, session: &Session) -> Result<(), Error> {
     sessions::set_pwd_at(&state.db, &session.id_hash, state.now()).await?;
     Ok(())
 }
 
 /// Creates a server-side session with a fresh 256-bit id (a new one at every
 /// sign-in, so a planted cookie is never promoted: session fixation).
-pub async fn start_session(state: &AppState, user_id: &str) -> Result<String, AccountError> {
+pub async fn start_session(state: &AppState, user_id: &str) -> Result<String, Error> {
     let token = random_token();
     let now = state.now();
     sessions::create(
@@ -470,7 +462,7 @@ pub async fn add_second_factor(
     old_token: &str,
     session: &Session,
     factor: Factor,
-) -> Result<String, AccountError> {
+) -> Result<String, Error> {
     let token = random_token();
     let now = state.now();
     sessions::create(
@@ -501,7 +493,7 @@ const TOUCH_EVERY_SECS: i64 = 60;
 pub async fn current_session(
     state: &AppState,
     token: &str,
-) -> Result<Option<(Session, User)>, AccountError> {
+) -> Result<Option<(Session, User)>, Error> {
     let now = state.now();
     let idle_cutoff = now - state.settings.session.idle_timeout_secs as i64;
     let id_hash = sha256_hex(token);
@@ -522,7 +514,7 @@ pub async fn current_session(
 
 /// Ends a session server-side: the cookie is worthless afterwards.
 /// A 2FA activation the session had under way ends with it.
-pub async fn end_session(state: &AppState, token: &str) -> Result<(), AccountError> {
+pub async fn end_session(state: &AppState, token: &str) -> Result<(), Error> {
     let id_hash = sha256_hex(token);
     if let Some(session) = sessions::find(&state.db, &id_hash).await? {
         crate::service::totp::forget_activation(state, &session).await?;
@@ -537,7 +529,7 @@ pub async fn update_name(
     state: &AppState,
     user_id: &str,
     name: &str,
-) -> Result<Result<(), String>, AccountError> {
+) -> Result<Result<(), String>, Error> {
     if let Some(error) = check_name(name) {
         return Ok(Err(error));
     }
@@ -551,7 +543,7 @@ pub async fn update_name(
 /// belongs to an active account whose email is confirmed
 /// (`service::mail`). The request does the same work either way (one
 /// insert, no lookup), and the caller answers the same.
-pub async fn request_password_reset(state: &AppState, email: &str) -> Result<(), AccountError> {
+pub async fn request_password_reset(state: &AppState, email: &str) -> Result<(), Error> {
     if check_email(email).is_some() {
         return Ok(());
     }
@@ -568,7 +560,7 @@ pub async fn request_password_reset(state: &AppState, email: &str) -> Result<(),
 pub async fn check_reset_link(
     state: &AppState,
     token: &str,
-) -> Result<Result<(), LinkError>, AccountError> {
+) -> Result<Result<(), LinkError>, Error> {
     let found =
         email_tokens::peek(&state.db, &sha256_hex(token), Purpose::Reset, state.now()).await?;
     Ok(found.map(|_| ()).map_err(LinkError::from))
@@ -587,7 +579,7 @@ pub async fn reset_password(
     state: &AppState,
     token: &str,
     password: &str,
-) -> Result<Result<(), ResetError>, AccountError> {
+) -> Result<Result<(), ResetError>, Error> {
     if let Err(e) = check_password_rules(password, &state.settings.password) {
         // Checked first, so a rule error does not use the link up.
         return Ok(Err(ResetError::Password(password_error(e))));
@@ -640,7 +632,7 @@ pub enum CreateByOperatorError {
     #[error("an account with this email already exists")]
     EmailTaken,
     #[error(transparent)]
-    Account(#[from] AccountError),
+    Account(#[from] Error),
 }
 
 /// `stepgate user create`: an operator may learn that an email is taken.
@@ -698,7 +690,7 @@ pub async fn set_disabled(
     state: &AppState,
     email: &str,
     disabled: bool,
-) -> Result<Option<User>, AccountError> {
+) -> Result<Option<User>, Error> {
     let Some(user) = users::find_by_email(&state.db, email).await? else {
         return Ok(None);
     };

@@ -17,7 +17,8 @@
 
 use crate::crypto::{random_id, random_token, sha256_hex};
 use crate::protocol::scope::Scopes;
-use crate::service::accounts::{self, AccountError};
+use crate::service::Error;
+use crate::service::accounts;
 use crate::service::second_factor;
 use crate::state::AppState;
 use crate::store::api_keys::{self as store, NewApiKey};
@@ -160,10 +161,7 @@ pub enum Reauth {
 /// long-lived credential without the phone, or without the password when
 /// there is no phone (OWASP ASVS 2.5.7 / NIST SP 800-63B §6.1.2.1: proof of
 /// an authenticator before binding a new one).
-pub async fn reauth_needed(
-    state: &AppState,
-    session: &Session,
-) -> Result<Option<Reauth>, AccountError> {
+pub async fn reauth_needed(state: &AppState, session: &Session) -> Result<Option<Reauth>, Error> {
     let now = state.now();
     let fresh_secs = state.settings.session.mfa_fresh_secs;
     if second_factor::enrolled(state, &session.user_id).await? {
@@ -199,7 +197,7 @@ pub async fn create(
     scopes: &[String],
     expires_in_days: Option<u32>,
     ip: Option<&str>,
-) -> Result<Result<CreatedKey, KeyFieldErrors>, AccountError> {
+) -> Result<Result<CreatedKey, KeyFieldErrors>, Error> {
     let scope = parse_scopes(scopes);
     let errors = KeyFieldErrors {
         name: check_name(name),
@@ -252,7 +250,7 @@ pub async fn create(
 }
 
 /// The user's keys, revoked and expired ones included, newest first.
-pub async fn list(state: &AppState, user_id: &str) -> Result<Vec<ApiKeyModel>, AccountError> {
+pub async fn list(state: &AppState, user_id: &str) -> Result<Vec<ApiKeyModel>, Error> {
     Ok(store::list_for_user(&state.db, user_id).await?)
 }
 
@@ -263,7 +261,7 @@ pub async fn revoke(
     user_id: &str,
     key_id: &str,
     ip: Option<&str>,
-) -> Result<bool, AccountError> {
+) -> Result<bool, Error> {
     if !store::revoke(&state.db, user_id, key_id, state.now()).await? {
         return Ok(false);
     }
@@ -279,10 +277,7 @@ pub async fn revoke(
 ///
 /// The lookup is by the key's SHA-256: the database compares hashes, so its
 /// timing says nothing about the key itself.
-pub async fn verify(
-    state: &AppState,
-    raw: &str,
-) -> Result<Option<(ApiKeyModel, User)>, AccountError> {
+pub async fn verify(state: &AppState, raw: &str) -> Result<Option<(ApiKeyModel, User)>, Error> {
     if !is_well_formed(raw) {
         return Ok(None);
     }
@@ -330,7 +325,7 @@ async fn audit_event(
     user_id: &str,
     ip: Option<&str>,
     detail: &str,
-) -> Result<(), AccountError> {
+) -> Result<(), Error> {
     audit::record(
         &state.appender,
         Event {

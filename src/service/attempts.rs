@@ -13,7 +13,7 @@
 use std::future::Future;
 
 use crate::auth::throttle::ThrottlePolicy;
-use crate::service::accounts::AccountError;
+use crate::service::Error;
 use crate::service::limits::{self, Action, Limit};
 use crate::state::AppState;
 use crate::store::{login_throttle, users};
@@ -63,7 +63,7 @@ impl Counter {
 
     /// Ends every run of password failures of `email`, from every address,
     /// and its hourly budget (a password reset).
-    pub async fn reset_password(state: &AppState, email: &str) -> Result<(), AccountError> {
+    pub async fn reset_password(state: &AppState, email: &str) -> Result<(), Error> {
         let email_key = email_key(state, email);
         login_throttle::clear_prefix(&state.db, &format!("{email_key}@")).await?;
         Limit::account_password_failures(state, &email_key)
@@ -87,7 +87,7 @@ impl Counter {
     }
 
     /// Ends the run without an attempt (a password reset, 2FA removed).
-    pub async fn reset(&self, state: &AppState) -> Result<(), AccountError> {
+    pub async fn reset(&self, state: &AppState) -> Result<(), Error> {
         login_throttle::clear(&state.db, &self.key).await?;
         Ok(())
     }
@@ -131,8 +131,8 @@ impl<T> Outcome<T> {
 pub async fn attempt<T>(
     state: &AppState,
     counter: &Counter,
-    verify: impl Future<Output = Result<Option<T>, AccountError>>,
-) -> Result<Outcome<T>, AccountError> {
+    verify: impl Future<Output = Result<Option<T>, Error>>,
+) -> Result<Outcome<T>, Error> {
     // The windows first: a full one refuses before anything else counts.
     if let Err(limited) = limits::hit_all(state, &counter.limits).await? {
         return Ok(Outcome::Locked {

@@ -15,7 +15,7 @@ use url::{Host, Url};
 
 use crate::crypto::{constant_time_eq, random_id, random_token, sha256_hex};
 use crate::protocol::grant::GrantType;
-use crate::service::accounts::AccountError;
+use crate::service::Error;
 use crate::state::AppState;
 use crate::store::audit::{self, Event};
 use crate::store::clients::{self as store, NewClientRow, decode_list};
@@ -147,7 +147,7 @@ pub enum ClientError {
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]
-    Account(#[from] AccountError),
+    Account(#[from] Error),
 }
 
 impl From<sea_orm::DbErr> for ClientError {
@@ -161,7 +161,7 @@ async fn audit(
     kind: &str,
     client_id: &str,
     detail: Option<&str>,
-) -> Result<(), AccountError> {
+) -> Result<(), Error> {
     audit::record(
         &state.appender,
         Event {
@@ -403,7 +403,7 @@ pub async fn create(
     Ok((client, secret))
 }
 
-pub async fn find(state: &AppState, client_id: &str) -> Result<Option<Client>, AccountError> {
+pub async fn find(state: &AppState, client_id: &str) -> Result<Option<Client>, Error> {
     match store::find_by_id(&state.db, client_id).await? {
         Some(row) => Ok(Some(Client::from_row(row)?)),
         None => Ok(None),
@@ -411,7 +411,7 @@ pub async fn find(state: &AppState, client_id: &str) -> Result<Option<Client>, A
 }
 
 /// Every client, oldest first.
-pub async fn list(state: &AppState) -> Result<Vec<Client>, AccountError> {
+pub async fn list(state: &AppState) -> Result<Vec<Client>, Error> {
     let rows = store::list(&state.db).await?;
     let clients = rows
         .into_iter()
@@ -422,7 +422,7 @@ pub async fn list(state: &AppState) -> Result<Vec<Client>, AccountError> {
 
 /// Deletes a client with its pending requests, codes, tokens and consents.
 /// Whether there was such a client.
-pub async fn delete(state: &AppState, client_id: &str) -> Result<bool, AccountError> {
+pub async fn delete(state: &AppState, client_id: &str) -> Result<bool, Error> {
     let deleted = store::delete(&state.db, client_id).await?;
     if deleted {
         audit(state, "client.deleted", client_id, None).await?;
@@ -480,7 +480,7 @@ pub async fn authenticate(
     state: &AppState,
     client_id: &str,
     secret: Option<&str>,
-) -> Result<Option<Arc<Client>>, AccountError> {
+) -> Result<Option<Arc<Client>>, Error> {
     if let Some(cached) = state.client_cache.get(client_id)
         && cached.authenticates(secret)
     {

@@ -11,7 +11,7 @@
 
 use std::net::{IpAddr, Ipv6Addr};
 
-use crate::service::accounts::AccountError;
+use crate::service::Error;
 use crate::state::AppState;
 use crate::store::rate_limits::{self, Hit};
 
@@ -112,7 +112,7 @@ impl Limit {
     }
 
     /// Counts one event, unless the window is full.
-    pub async fn hit(&self, state: &AppState) -> Result<Result<(), Limited>, AccountError> {
+    pub async fn hit(&self, state: &AppState) -> Result<Result<(), Limited>, Error> {
         let now = state.now();
         Ok(
             match rate_limits::hit(&state.db, &self.key, now, WINDOW_SECS, self.per_hour).await? {
@@ -123,7 +123,7 @@ impl Limit {
     }
 
     /// Whether the window is full, counting nothing.
-    pub async fn check(&self, state: &AppState) -> Result<Result<(), Limited>, AccountError> {
+    pub async fn check(&self, state: &AppState) -> Result<Result<(), Limited>, Error> {
         let now = state.now();
         Ok(
             match rate_limits::full(&state.db, &self.key, now, WINDOW_SECS, self.per_hour).await? {
@@ -134,13 +134,13 @@ impl Limit {
     }
 
     /// Takes back the event [`Limit::hit`] counted (it was no failure).
-    pub async fn refund(&self, state: &AppState) -> Result<(), AccountError> {
+    pub async fn refund(&self, state: &AppState) -> Result<(), Error> {
         rate_limits::refund(&state.db, &self.key).await?;
         Ok(())
     }
 
     /// Forgets the window (a password reset ends an account's failures).
-    pub async fn clear(&self, state: &AppState) -> Result<(), AccountError> {
+    pub async fn clear(&self, state: &AppState) -> Result<(), Error> {
         rate_limits::clear(&state.db, &self.key).await?;
         Ok(())
     }
@@ -148,10 +148,7 @@ impl Limit {
 
 /// Hits every limit in order; when one is full, refunds those already hit
 /// and answers the wait.
-pub async fn hit_all(
-    state: &AppState,
-    limits: &[Limit],
-) -> Result<Result<(), Limited>, AccountError> {
+pub async fn hit_all(state: &AppState, limits: &[Limit]) -> Result<Result<(), Limited>, Error> {
     for (i, limit) in limits.iter().enumerate() {
         if let Err(limited) = limit.hit(state).await? {
             for earlier in &limits[..i] {
@@ -164,7 +161,7 @@ pub async fn hit_all(
 }
 
 /// Refunds every limit (the attempt they counted succeeded, or never ran).
-pub async fn refund_all(state: &AppState, limits: &[Limit]) -> Result<(), AccountError> {
+pub async fn refund_all(state: &AppState, limits: &[Limit]) -> Result<(), Error> {
     for limit in limits {
         limit.refund(state).await?;
     }

@@ -7,7 +7,8 @@ use crate::protocol::jwt::{self, IdTokenClaims, TYP_ID_TOKEN};
 use crate::protocol::logout::{
     Ignored, LogoutRequest, check_hint_client, logout_client_id, post_logout_location,
 };
-use crate::service::accounts::{self, AccountError};
+use crate::service::Error;
+use crate::service::accounts;
 use crate::service::{clients, oidc};
 use crate::state::AppState;
 use crate::store::audit::Event;
@@ -48,7 +49,7 @@ pub fn verify_id_token_hint(state: &AppState, token: &str) -> Option<IdTokenClai
 /// that client registered (never an open redirect, RFC 9700 §4.1.3). What
 /// goes unused is ignored for the user (RP-Initiated Logout §3) and logged
 /// as a warning with the client id and the reason.
-pub async fn resolve(state: &AppState, request: &LogoutRequest) -> Result<Logout, AccountError> {
+pub async fn resolve(state: &AppState, request: &LogoutRequest) -> Result<Logout, Error> {
     let mut ignored = Vec::new();
     let hint = request
         .id_token_hint
@@ -119,7 +120,7 @@ pub async fn sign_out(
     ip: Option<&str>,
     via: Via,
     ignored: &[Ignored],
-) -> Result<(), AccountError> {
+) -> Result<(), Error> {
     let user = accounts::current_session(state, token)
         .await?
         .map(|(_, user)| user);

@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::random_id;
 use crate::email::{EmailError, OutgoingEmail};
-use crate::service::accounts::{AccountError, issue_link, link};
+use crate::service::Error;
+use crate::service::accounts::{issue_link, link};
 use crate::service::limits::Limit;
 use crate::service::oidc;
 use crate::state::AppState;
@@ -94,7 +95,7 @@ pub fn lease_secs(state: &AppState) -> i64 {
 }
 
 /// Queues `intent` and wakes this node's worker.
-pub async fn enqueue(state: &AppState, intent: Intent) -> Result<(), AccountError> {
+pub async fn enqueue(state: &AppState, intent: Intent) -> Result<(), Error> {
     let json = serde_json::to_string(&intent).expect("an intent serializes");
     let now = state.now();
     mail_queue::enqueue(&state.db, &random_id(), &json, now).await?;
@@ -108,7 +109,7 @@ pub async fn notice(
     to: &str,
     subject: String,
     text: String,
-) -> Result<(), AccountError> {
+) -> Result<(), Error> {
     enqueue(
         state,
         Intent::Notice {
@@ -143,7 +144,7 @@ enum Outcome {
 /// Works through every row due now, one at a time, and returns when none
 /// is left. A database error stops it; the rows it held are taken over
 /// when their lease runs out.
-pub async fn deliver_due(state: &AppState) -> Result<Delivered, AccountError> {
+pub async fn deliver_due(state: &AppState) -> Result<Delivered, Error> {
     let mut done = Delivered::default();
     loop {
         let now = state.now();
@@ -163,7 +164,7 @@ pub async fn deliver_due(state: &AppState) -> Result<Delivered, AccountError> {
     }
 }
 
-async fn process(state: &AppState, row: &Claimed) -> Result<Outcome, AccountError> {
+async fn process(state: &AppState, row: &Claimed) -> Result<Outcome, Error> {
     let intent: Intent = match serde_json::from_str(&row.intent) {
         Ok(intent) => intent,
         Err(error) => {
@@ -230,7 +231,7 @@ async fn compose(
     state: &AppState,
     intent: &Intent,
     count_budget: bool,
-) -> Result<Option<OutgoingEmail>, AccountError> {
+) -> Result<Option<OutgoingEmail>, Error> {
     match intent {
         Intent::Confirm {
             user_id,
@@ -318,7 +319,7 @@ async fn confirmation(
     user: &User,
     interaction: Option<&str>,
     count_budget: bool,
-) -> Result<Option<OutgoingEmail>, AccountError> {
+) -> Result<Option<OutgoingEmail>, Error> {
     if user.email_verified || user.disabled || !budget_left(state, user, count_budget).await? {
         return Ok(None);
     }
@@ -347,7 +348,7 @@ async fn confirmation(
 /// sent. Counted under an HMAC of the address (`service::limits`), on
 /// every node together. A retry of a message counted once is not counted
 /// again (`count == false`).
-async fn budget_left(state: &AppState, user: &User, count: bool) -> Result<bool, AccountError> {
+async fn budget_left(state: &AppState, user: &User, count: bool) -> Result<bool, Error> {
     if !count {
         return Ok(true);
     }
@@ -396,7 +397,7 @@ pub struct QueueStatus {
     pub leased: u64,
 }
 
-pub async fn status(state: &AppState) -> Result<QueueStatus, AccountError> {
+pub async fn status(state: &AppState) -> Result<QueueStatus, Error> {
     let now = state.now();
     let (queued, leased) = mail_queue::count(&state.db, now).await?;
     Ok(QueueStatus { queued, leased })

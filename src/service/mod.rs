@@ -5,12 +5,17 @@ pub mod accounts;
 pub mod api_keys;
 pub mod attempts;
 pub mod clients;
+pub mod error;
+pub mod introspection;
 pub mod limits;
 pub mod logout;
 pub mod mail;
 pub mod oidc;
 pub mod password;
+pub mod revocation;
 pub mod second_factor;
 pub mod sweep;
 pub mod token;
 pub mod totp;
+
+pub use error::Error;

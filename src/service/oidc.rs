@@ -6,12 +6,13 @@
 use crate::crypto::{is_token_shaped, random_token, sha256_hex};
 use crate::protocol::authorize::{AuthorizationRequest, RedirectError, ResponseMode};
 use crate::protocol::error::{OAuthError, OAuthErrorCode};
+use crate::protocol::interaction::{self, Consent, Facts, SessionFacts};
 use crate::protocol::jwt::{self, AccessTokenClaims};
 use crate::protocol::scope::Scopes;
-use crate::service::accounts::AccountError;
+use crate::service::Error;
 use crate::service::api_keys;
 use crate::service::clients::Client;
-use crate::service::second_factor::{self, Owed};
+use crate::service::second_factor;
 use crate::state::AppState;
 use crate::store::entities::access_tokens::Model as AccessToken;
 use crate::store::entities::authorization_codes::Model as Code;
@@ -37,7 +38,7 @@ pub struct Interaction {
 pub async fn start_interaction(
     state: &AppState,
     request: &AuthorizationRequest,
-) -> Result<String, AccountError> {
+) -> Result<String, Error> {
     let id = random_token();
     let now = state.now();
     let json = serde_json::to_string(request).expect("requests serialize");
@@ -55,10 +56,7 @@ pub async fn start_interaction(
 
 /// The live interaction with this id, if any. A value that is not shaped
 /// like an id we issue (`random_token`) is no interaction, unlooked-up.
-pub async fn find_interaction(
-    state: &AppState,
-    id: &str,
-) -> Result<Option<Interaction>, AccountError> {
+pub async fn find_interaction(state: &AppState, id: &str) -> Result<Option<Interaction>, Error> {
     if !is_token_shaped(id) {
         return Ok(None);
     }
@@ -107,124 +105,73 @@ fn fail(request: &AuthorizationRequest, code: OAuthErrorCode, description: &str)
     })
 }
 
-/// The interaction policy (OIDC Core §3.1.2.1–§3.1.2.6), one check at a time.
+/// The interaction policy (OIDC Core §3.1.2.1–§3.1.2.6): loads the facts
+/// `protocol::interaction::decide` needs, and applies its answer; at the
+/// end the interaction is spent and a code issued.
 pub async fn decide(
     state: &AppState,
     interaction: &Interaction,
     client: &Client,
     session: Option<&(Session, User)>,
-) -> Result<Next, AccountError> {
+) -> Result<Next, Error> {
     let request = &interaction.request;
     let now = state.now();
-    let none = request.prompt.none;
-
-    // 1. A session at all.
-    let Some((session, user)) = session else {
-        return Ok(if none {
-            fail(
-                request,
-                OAuthErrorCode::LoginRequired,
-                "no one is signed in",
-            )
-        } else {
-            Next::Login
-        });
+    let consented;
+    let session_facts = match session {
+        None => None,
+        Some((session, user)) => {
+            let hint_matches = request
+                .id_token_hint
+                .as_deref()
+                .map(|hint| hint_subject(state, hint).as_deref() == Some(user.id.as_str()));
+            let owed = second_factor::owed(state, session, client.require_mfa, &request.acr_values)
+                .await?;
+            let remembered = if client.first_party {
+                None
+            } else {
+                consents::get(&state.db, &user.id, &client.client_id).await?
+            };
+            consented = remembered.map(|c| (Scopes::parse(&c.scope), c.granted_at));
+            Some(SessionFacts {
+                pwd_at: session.pwd_at,
+                hint_matches,
+                owed,
+                first_party: client.first_party,
+                consent: consented.as_ref().map(|(scope, granted_at)| Consent {
+                    scope,
+                    granted_at: *granted_at,
+                }),
+            })
+        }
     };
-
-    // 2. A fresh enough password step: prompt=login and max_age ask for a
-    // sign-in during this request (a new auth_time). When the request has
-    // just arrived no session was signed in for it, even one from the same
-    // second.
-    let signed_in_for_this = !interaction.arriving && session.pwd_at >= interaction.row.created_at;
-    // max_age=0 is prompt=login (OpenID Connect Core issue #993), even
-    // when the last sign-in was in this very second.
-    let too_old = request
-        .max_age
-        .is_some_and(|max| max == 0 || now.saturating_sub(session.pwd_at) > max as i64);
-    if (request.prompt.login || too_old) && !signed_in_for_this {
-        return Ok(if none {
-            fail(
-                request,
-                OAuthErrorCode::LoginRequired,
-                "a new sign-in is required",
-            )
-        } else {
-            Next::Login
-        });
-    }
-
-    // 3. id_token_hint names the expected user (OIDC Core §3.1.2.1).
-    if let Some(hint) = &request.id_token_hint
-        && hint_subject(state, hint).as_deref() != Some(user.id.as_str())
-    {
-        return Ok(if none {
-            fail(
-                request,
-                OAuthErrorCode::LoginRequired,
-                "the signed-in user is not the one id_token_hint names",
-            )
-        } else if signed_in_for_this {
-            // They signed in again during this request: that is the answer.
-            return second_and_consent(state, interaction, client, session, user).await;
-        } else {
-            Next::Login
-        });
-    }
-
-    second_and_consent(state, interaction, client, session, user).await
+    let facts = Facts {
+        request,
+        created_at: interaction.row.created_at,
+        arriving: interaction.arriving,
+        session: session_facts,
+    };
+    Ok(match interaction::decide(&facts, now) {
+        interaction::Next::Login => Next::Login,
+        interaction::Next::SecondFactor => Next::SecondFactor,
+        interaction::Next::EnrollSecondFactor => Next::EnrollSecondFactor,
+        interaction::Next::Consent => Next::Consent,
+        interaction::Next::Refuse(code, description) => fail(request, code, description),
+        interaction::Next::Issue => match session {
+            Some((session, user)) => complete(state, interaction, session, user).await?,
+            // decide issues only for a session; this only unwraps.
+            None => Next::Login,
+        },
+    })
 }
 
-async fn second_and_consent(
+/// The interaction is used up, a code is issued.
+async fn complete(
     state: &AppState,
     interaction: &Interaction,
-    client: &Client,
     session: &Session,
     user: &User,
-) -> Result<Next, AccountError> {
+) -> Result<Next, Error> {
     let request = &interaction.request;
-    let none = request.prompt.none;
-
-    // 4. The second factor, when required and not yet passed in this session.
-    if let Some(owed) =
-        second_factor::owed(state, session, client.require_mfa, &request.acr_values).await?
-    {
-        if none {
-            return Ok(fail(
-                request,
-                OAuthErrorCode::InteractionRequired,
-                "a second factor is required",
-            ));
-        }
-        return Ok(match owed {
-            Owed::Challenge => Next::SecondFactor,
-            Owed::Enroll => Next::EnrollSecondFactor,
-        });
-    }
-
-    // 5. Consent, unless first-party or remembered for these scopes
-    // (prompt=consent asks again: satisfied only by a consent given during
-    // this request).
-    if !client.first_party {
-        let remembered = consents::get(&state.db, &user.id, &client.client_id).await?;
-        let covered = remembered.as_ref().is_some_and(|c| {
-            request.scope.is_subset(&Scopes::parse(&c.scope))
-                && (!request.prompt.consent
-                    || (!interaction.arriving && c.granted_at >= interaction.row.created_at))
-        });
-        if !covered {
-            return Ok(if none {
-                fail(
-                    request,
-                    OAuthErrorCode::ConsentRequired,
-                    "consent is required",
-                )
-            } else {
-                Next::Consent
-            });
-        }
-    }
-
-    // 6. Done: the interaction is used up, a code is issued.
     if !interactions::complete(&state.db, &interaction.row.id_hash, state.now()).await? {
         return Ok(fail(
             request,
@@ -327,7 +274,7 @@ pub async fn grant_consent(
     state: &AppState,
     user_id: &str,
     request: &AuthorizationRequest,
-) -> Result<(), AccountError> {
+) -> Result<(), Error> {
     // Remember the union with what was granted before, so one narrower
     // request does not shrink an earlier, wider consent.
     let mut scope = request.scope.clone();
@@ -347,11 +294,7 @@ pub async fn grant_consent(
 
 /// Forgets a user's consent to a client and revokes the access tokens the
 /// client holds for them (the next request asks again).
-pub async fn revoke_consent(
-    state: &AppState,
-    user_id: &str,
-    client_id: &str,
-) -> Result<(), AccountError> {
+pub async fn revoke_consent(state: &AppState, user_id: &str, client_id: &str) -> Result<(), Error> {
     let now = state.now();
     consents::delete(&state.db, user_id, client_id).await?;
     access_tokens::revoke_for_user_client(&state.db, user_id, client_id, now).await?;
@@ -360,7 +303,7 @@ pub async fn revoke_consent(
 }
 
 /// Ends an interaction with `access_denied` (consent refused).
-pub async fn deny(state: &AppState, interaction: &Interaction) -> Result<Next, AccountError> {
+pub async fn deny(state: &AppState, interaction: &Interaction) -> Result<Next, Error> {
     interactions::complete(&state.db, &interaction.row.id_hash, state.now()).await?;
     Ok(fail(
         &interaction.request,
@@ -374,7 +317,7 @@ async fn issue_code(
     request: &AuthorizationRequest,
     session: &Session,
     user: &User,
-) -> Result<String, AccountError> {
+) -> Result<String, Error> {
     let code = random_token();
     let now = state.now();
     let (acr, amr) = session.factors().assurance();
@@ -416,7 +359,7 @@ pub enum BearerError {
 pub async fn userinfo(
     state: &AppState,
     token: &str,
-) -> Result<Result<serde_json::Value, BearerError>, AccountError> {
+) -> Result<Result<serde_json::Value, BearerError>, Error> {
     if api_keys::is_api_key(token) {
         return Ok(match api_keys::verify(state, token).await? {
             Some((key, user)) => claims_for(&user, &Scopes::parse(&key.scope)),

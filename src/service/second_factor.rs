@@ -4,24 +4,16 @@
 //! added here and in `auth::factor`, nowhere else.
 
 use crate::auth::factor::{ACR_MFA, Factors};
-use crate::service::accounts::AccountError;
+use crate::protocol::interaction::Owed;
+use crate::service::Error;
 use crate::service::totp;
 use crate::state::AppState;
 use crate::store;
 use crate::store::entities::sessions::Model as Session;
 
 /// Whether the user has a second factor to be asked for (TOTP today).
-pub async fn enrolled(state: &AppState, user_id: &str) -> Result<bool, AccountError> {
+pub async fn enrolled(state: &AppState, user_id: &str) -> Result<bool, Error> {
     totp::is_enabled(state, user_id).await
-}
-
-/// What a sign-in that owes a second factor must do next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Owed {
-    /// Ask for the factor the user has.
-    Challenge,
-    /// The user has none and the client demands one: enrol first.
-    Enroll,
 }
 
 /// Whether the session owes a second factor to sign in to `client` with
@@ -34,7 +26,7 @@ pub async fn owed(
     session: &Session,
     require_mfa: bool,
     acr_values: &[String],
-) -> Result<Option<Owed>, AccountError> {
+) -> Result<Option<Owed>, Error> {
     if session.factors().has_second_factor() {
         return Ok(None);
     }
@@ -47,7 +39,7 @@ pub async fn owed(
 
 /// Whether the session owes its user's second factor before the user's
 /// own pages open (no client involved: only an enrolled factor is owed).
-pub async fn owed_for_account(state: &AppState, session: &Session) -> Result<bool, AccountError> {
+pub async fn owed_for_account(state: &AppState, session: &Session) -> Result<bool, Error> {
     Ok(!session.factors().has_second_factor() && enrolled(state, &session.user_id).await?)
 }
 
@@ -59,7 +51,7 @@ pub async fn grant_still_stands(
     user_id: &str,
     amr: &[String],
     at: i64,
-) -> Result<bool, AccountError> {
+) -> Result<bool, Error> {
     if !amr.iter().any(|m| m == "otp") {
         return Ok(true);
     }

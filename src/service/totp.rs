@@ -10,7 +10,8 @@
 use crate::auth::factor::Factor;
 use crate::auth::totp::{self, TotpParams, sealed};
 use crate::crypto::{PurposeKey, sha256_hex};
-use crate::service::accounts::{self, AccountError, ReauthError};
+use crate::service::Error;
+use crate::service::accounts::{self, ReauthError};
 use crate::service::attempts::{self, Counter, Outcome};
 use crate::state::AppState;
 use crate::store::audit::{self, Event};
@@ -36,7 +37,7 @@ async fn audit(
     user_id: &str,
     ip: Option<&str>,
     detail: Option<&str>,
-) -> Result<(), AccountError> {
+) -> Result<(), Error> {
     audit::record(
         &state.appender,
         Event {
@@ -54,12 +55,7 @@ async fn audit(
 }
 
 /// Queues a two-factor notice to the user (`service::mail`).
-async fn notify(
-    state: &AppState,
-    user: &User,
-    subject: &str,
-    text: String,
-) -> Result<(), AccountError> {
+async fn notify(state: &AppState, user: &User, subject: &str, text: String) -> Result<(), Error> {
     crate::service::mail::notice(state, &user.email, subject.to_owned(), text).await
 }
 
@@ -70,7 +66,7 @@ pub struct Activation {
 }
 
 /// Whether the user has two-factor authentication on.
-pub async fn is_enabled(state: &AppState, user_id: &str) -> Result<bool, AccountError> {
+pub async fn is_enabled(state: &AppState, user_id: &str) -> Result<bool, Error> {
     Ok(store::is_enabled(&state.db, user_id).await?)
 }
 
@@ -88,7 +84,7 @@ fn enrollment_key(session: &Session) -> String {
 }
 
 /// Forgets the activation a session had under way (it is ending).
-pub async fn forget_activation(state: &AppState, session: &Session) -> Result<(), AccountError> {
+pub async fn forget_activation(state: &AppState, session: &Session) -> Result<(), Error> {
     store::delete_enrollment(&state.db, &enrollment_key(session)).await?;
     Ok(())
 }
@@ -101,7 +97,7 @@ pub async fn begin_activation(
     state: &AppState,
     user: &User,
     session: &Session,
-) -> Result<Option<Activation>, AccountError> {
+) -> Result<Option<Activation>, Error> {
     if store::is_enabled(&state.db, &user.id).await? {
         return Ok(None);
     }
@@ -129,7 +125,7 @@ pub async fn current_activation(
     state: &AppState,
     user: &User,
     session: &Session,
-) -> Result<Option<Activation>, AccountError> {
+) -> Result<Option<Activation>, Error> {
     let live =
         store::live_enrollment(&state.db, &enrollment_key(session), &user.id, state.now()).await?;
     if let Some(enrollment) = live
@@ -191,7 +187,7 @@ async fn check_code(
     input: &str,
     allow_recovery: bool,
     ip: Option<&str>,
-) -> Result<Result<Passed, CodeError>, AccountError> {
+) -> Result<Result<Passed, CodeError>, Error> {
     let now = state.now();
     let Some(credential) = store::get(&state.db, &user.id).await?.filter(|c| c.enabled) else {
         return Ok(Err(CodeError::NoCredential));
@@ -225,7 +221,7 @@ async fn audit_code_outcome(
     user: &User,
     ip: Option<&str>,
     checked: Outcome<Passed>,
-) -> Result<Result<Passed, CodeError>, AccountError> {
+) -> Result<Result<Passed, CodeError>, Error> {
     match checked {
         Outcome::Passed(passed) => {
             let kind = match passed {
@@ -270,7 +266,7 @@ fn totp_step(
 }
 
 /// New recovery codes, stored hashed; the plain codes are returned once.
-async fn new_recovery_codes(state: &AppState, user_id: &str) -> Result<Vec<String>, AccountError> {
+async fn new_recovery_codes(state: &AppState, user_id: &str) -> Result<Vec<String>, Error> {
     let codes = totp::generate_recovery_codes();
     let hashes: Vec<String> = codes
         .iter()
@@ -290,7 +286,7 @@ pub async fn confirm_activation(
     session: &Session,
     code: &str,
     ip: Option<&str>,
-) -> Result<Result<Vec<String>, CodeError>, AccountError> {
+) -> Result<Result<Vec<String>, CodeError>, Error> {
     let now = state.now();
     let Some(enrollment) =
         store::live_enrollment(&state.db, &enrollment_key(session), &user.id, now).await?
@@ -354,7 +350,7 @@ pub async fn verify_second_factor(
     user: &User,
     input: &str,
     ip: Option<&str>,
-) -> Result<Result<Passed, CodeError>, AccountError> {
+) -> Result<Result<Passed, CodeError>, Error> {
     check_code(state, user, input, true, ip).await
 }
 
@@ -364,7 +360,7 @@ pub async fn regenerate_recovery_codes(
     user: &User,
     code: &str,
     ip: Option<&str>,
-) -> Result<Result<Vec<String>, CodeError>, AccountError> {
+) -> Result<Result<Vec<String>, CodeError>, Error> {
     if let Err(e) = check_code(state, user, code, false, ip).await? {
         return Ok(Err(e));
     }
@@ -381,7 +377,7 @@ pub async fn regenerate_recovery_codes(
     Ok(Ok(codes))
 }
 
-pub async fn unused_recovery_codes(state: &AppState, user_id: &str) -> Result<u64, AccountError> {
+pub async fn unused_recovery_codes(state: &AppState, user_id: &str) -> Result<u64, Error> {
     Ok(recovery_codes::count_unused(&state.db, user_id).await?)
 }
 
@@ -399,7 +395,7 @@ pub async fn deactivate(
     password: &str,
     code: &str,
     ip: Option<&str>,
-) -> Result<Result<(), DeactivateError>, AccountError> {
+) -> Result<Result<(), DeactivateError>, Error> {
     match accounts::reauthenticate(state, user, password, ip, "totp.deactivate").await? {
         Ok(()) => {}
         Err(ReauthError::WrongPassword) => return Ok(Err(DeactivateError::WrongPassword)),
@@ -429,7 +425,7 @@ pub async fn deactivate(
     Ok(Ok(()))
 }
 
-async fn remove(state: &AppState, user_id: &str) -> Result<(), AccountError> {
+async fn remove(state: &AppState, user_id: &str) -> Result<(), Error> {
     store::delete(&state.db, user_id).await?;
     store::delete_enrollments_for_user(&state.db, user_id).await?;
     recovery_codes::delete_all(&state.db, user_id).await?;
@@ -439,10 +435,7 @@ async fn remove(state: &AppState, user_id: &str) -> Result<(), AccountError> {
 
 /// `stepgate user reset-2fa EMAIL`: removes the credential and recovery codes,
 /// clears the lockout and ends the user's sessions; the user is emailed.
-pub async fn reset_by_operator(
-    state: &AppState,
-    email: &str,
-) -> Result<Option<User>, AccountError> {
+pub async fn reset_by_operator(state: &AppState, email: &str) -> Result<Option<User>, Error> {
     let Some(user) = users::find_by_email(&state.db, email).await? else {
         return Ok(None);
     };

@@ -12,7 +12,7 @@ use axum::response::Response;
 use super::client_auth::{authenticated_form, error, invalid_request, json_no_store, server_error};
 use crate::http::client_ip::ClientIp;
 use crate::protocol::error::{OAuthError, OAuthErrorCode};
-use crate::service::token;
+use crate::service::introspection;
 use crate::state::AppState;
 
 pub async fn introspect_post(
@@ -40,7 +40,7 @@ pub async fn introspect_post(
     let Some(token) = params.get("token") else {
         return invalid_request("token is required");
     };
-    match token::introspect(&state, &client, token).await {
+    match introspection::introspect(&state, &client, token).await {
         Ok(answer) => json_no_store(answer),
         Err(e) => server_error(e),
     }

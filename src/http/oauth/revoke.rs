@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::client_auth::{authenticated_form, invalid_request, server_error};
 use crate::http::client_ip::ClientIp;
-use crate::service::token;
+use crate::service::revocation;
 use crate::state::AppState;
 
 pub async fn revoke_post(
@@ -26,7 +26,7 @@ pub async fn revoke_post(
     let Some(token) = params.get("token") else {
         return invalid_request("token is required");
     };
-    match token::revoke(&state, &client, token, params.get("token_type_hint")).await {
+    match revocation::revoke(&state, &client, token, params.get("token_type_hint")).await {
         Ok(()) => {
             let mut response = StatusCode::OK.into_response();
             response

@@ -12,7 +12,8 @@ use super::client_auth::{authenticated_form, error, invalid_request, json_no_sto
 use crate::http::client_ip::ClientIp;
 use crate::protocol::error::{OAuthError, OAuthErrorCode};
 use crate::protocol::grant::GrantType;
-use crate::service::token;
+use crate::service::error::Refused;
+use crate::service::token::{authorization_code, client_credentials, refresh_token};
 use crate::state::AppState;
 
 pub async fn token_post(
@@ -52,28 +53,26 @@ pub async fn token_post(
             let Some(code) = params.get("code") else {
                 return invalid_request("code is required");
             };
-            token::redeem_code(
-                &state,
-                &client,
+            let sent = authorization_code::Request {
                 code,
-                params.get("redirect_uri"),
-                params.get("code_verifier"),
-            )
-            .await
+                redirect_uri: params.get("redirect_uri"),
+                code_verifier: params.get("code_verifier"),
+            };
+            authorization_code::redeem(&state, &client, sent).await
         }
         GrantType::RefreshToken => {
             let Some(refresh_token) = params.get("refresh_token") else {
                 return invalid_request("refresh_token is required");
             };
-            token::refresh(&state, &client, refresh_token, params.get("scope")).await
+            refresh_token::refresh(&state, &client, refresh_token, params.get("scope")).await
         }
         GrantType::ClientCredentials => {
-            token::client_credentials(&state, &client, params.get("scope")).await
+            client_credentials::issue(&state, &client, params.get("scope")).await
         }
     };
     match result {
-        Ok(Ok(tokens)) => json_no_store(tokens),
-        Ok(Err(e)) => error(&e, basic),
-        Err(e) => server_error(e),
+        Ok(tokens) => json_no_store(tokens),
+        Err(Refused::Protocol(e)) => error(&e, basic),
+        Err(Refused::Failed(e)) => server_error(e),
     }
 }

@@ -17,7 +17,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
 use crate::http::cookies;
-use crate::service::accounts::{self, AccountError};
+use crate::service::Error;
+use crate::service::accounts;
 use crate::service::second_factor;
 use crate::state::AppState;
 use crate::store::entities::{sessions::Model as Session, users::Model as User};
@@ -129,8 +130,8 @@ pub enum PageError {
     Internal(String),
 }
 
-impl From<AccountError> for PageError {
-    fn from(e: AccountError) -> Self {
+impl From<Error> for PageError {
+    fn from(e: Error) -> Self {
         PageError::Internal(e.to_string())
     }
 }
