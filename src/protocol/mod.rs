@@ -1,6 +1,7 @@
 //! Pure OAuth 2.0 / OpenID Connect rules: no HTTP, no database, no clock reads.
 
 pub mod authorize;
+pub mod client_metadata;
 pub mod discovery;
 pub mod error;
 pub mod grant;

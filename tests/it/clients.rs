@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use stepgate::clock::SystemClock;
 use stepgate::crypto::sha256_hex;
 use stepgate::keys::KeyStore;
+use stepgate::protocol::client_metadata;
 use stepgate::service::clients;
 use stepgate::state::AppState;
 use stepgate::store;
@@ -171,8 +172,8 @@ async fn a_confidential_client_gets_a_secret_shown_once_and_stored_hashed(backen
         .unwrap()
         .expect("the right secret authenticates");
     assert_eq!(client.client_id, client_id);
-    assert!(client.allows_grant(clients::GRANT_AUTHORIZATION_CODE));
-    assert!(!client.allows_grant(clients::GRANT_CLIENT_CREDENTIALS));
+    assert!(client.allows_grant(client_metadata::GRANT_AUTHORIZATION_CODE));
+    assert!(!client.allows_grant(client_metadata::GRANT_CLIENT_CREDENTIALS));
     assert!(client.has_redirect_uri("http://127.0.0.1:8400/cb"));
     assert!(!client.has_redirect_uri("http://127.0.0.1:8400/cb/"));
     for (id, presented) in [
