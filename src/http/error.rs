@@ -1,5 +1,9 @@
-//! Error answers in the shape each surface needs: a page for people, a JSON
-//! body for OAuth clients (RFC 6749 §5.2).
+//! Every error answer, in the shape its surface needs: a page for people
+//! (`PageError`), a JSON body for the token endpoint family (RFC 6749 §5.2),
+//! a `WWW-Authenticate` challenge for bearer-token endpoints (RFC 6750 §3).
+//! The layers below return typed errors (`protocol::error::OAuthError`,
+//! `service::Error`, `service::error::Refused`); only here do they become
+//! responses, and only here is an internal failure logged and hidden.
 
 use axum::Json;
 use axum::extract::State;
@@ -8,6 +12,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::http::pages;
+use crate::protocol::error::{OAuthError, OAuthErrorCode};
+use crate::service::{self, error::Refused};
 use crate::state::AppState;
 
 pub async fn not_found(State(state): State<AppState>) -> Response {
@@ -42,4 +48,159 @@ pub fn oauth_json(status: StatusCode, error: &'static str, description: &str) ->
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// An OAuth error as these endpoints answer it (RFC 6749 §5.2): JSON,
+/// `no-store`; `invalid_client` is 401, with a Basic challenge when the
+/// client tried Basic.
+pub fn error(e: &OAuthError, basic: bool) -> Response {
+    let status = match e.code {
+        OAuthErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
+        OAuthErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    let mut response = oauth_json(status, e.code.as_str(), &e.description_wire());
+    if status == StatusCode::UNAUTHORIZED && basic {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"stepgate\""),
+        );
+    }
+    response
+}
+
+pub fn invalid_request(d: &str) -> Response {
+    error(&OAuthError::invalid_request(d), false)
+}
+
+pub fn server_error(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "token endpoint family failed");
+    oauth_json(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "server_error",
+        "the server could not complete the request",
+    )
+}
+
+/// A grant's refusal or failure, as the token endpoint answers it.
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        match self {
+            Refused::Protocol(e) => error(&e, false),
+            Refused::Failed(e) => server_error(e),
+        }
+    }
+}
+
+/// An answer of a bearer-token endpoint (`/userinfo`) that is not a success
+/// (RFC 6750 §3): a challenge, with the error code when the request had a
+/// token (§3.1).
+#[derive(Debug)]
+pub enum Bearer {
+    /// No token at all: a bare challenge, no error code (§3).
+    NoToken,
+    /// `invalid_request` (400), `invalid_token` (401) or
+    /// `insufficient_scope` (403).
+    Refused(OAuthError),
+    /// Logged; a bare 500.
+    Failed(service::Error),
+}
+
+impl IntoResponse for Bearer {
+    fn into_response(self) -> Response {
+        let (status, value) = match self {
+            Bearer::NoToken => (
+                StatusCode::UNAUTHORIZED,
+                "Bearer realm=\"stepgate\"".to_owned(),
+            ),
+            Bearer::Refused(e) => {
+                let status = match e.code {
+                    OAuthErrorCode::InvalidRequest => StatusCode::BAD_REQUEST,
+                    OAuthErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
+                    _ => StatusCode::UNAUTHORIZED,
+                };
+                // description_wire keeps to the characters a quoted string
+                // may hold (RFC 6750 §3).
+                let value = format!(
+                    "Bearer realm=\"stepgate\", error=\"{}\", error_description=\"{}\"",
+                    e.code.as_str(),
+                    e.description_wire()
+                );
+                (status, value)
+            }
+            Bearer::Failed(e) => {
+                tracing::error!(error = %e, "userinfo failed");
+                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            }
+        };
+        let mut response = status.into_response();
+        let h = response.headers_mut();
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            h.insert(header::WWW_AUTHENTICATE, value);
+        }
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+    }
+}
+
+/// Why a page request failed before its own logic could answer.
+#[derive(Debug)]
+pub enum PageError {
+    /// The form's CSRF token is missing or wrong: 403, nothing changed.
+    Csrf,
+    /// The body is not a readable form.
+    BadForm(String),
+    /// The body is over `http.body_limit_bytes`. One sent with a
+    /// `Content-Length` never gets here (`limit::limit_body` refuses it);
+    /// one sent without is cut off by the form extractor: 413 too.
+    TooLarge,
+    /// Anything unexpected: logged, shown as a generic 500 page.
+    Internal(String),
+}
+
+impl From<service::Error> for PageError {
+    fn from(e: service::Error) -> Self {
+        PageError::Internal(e.to_string())
+    }
+}
+
+impl PageError {
+    pub fn into_page(self, state: &AppState) -> Response {
+        match self {
+            PageError::Csrf => pages::message(
+                state,
+                StatusCode::FORBIDDEN,
+                "This form has expired",
+                "For your security the form could not be accepted (its security token is missing or out of date). Nothing was changed. Go back, reload the page and try again.",
+                None,
+            ),
+            PageError::BadForm(reason) => {
+                tracing::debug!(%reason, "unreadable form");
+                pages::message(
+                    state,
+                    StatusCode::BAD_REQUEST,
+                    "The form could not be read",
+                    "The submitted form was not in the expected format. Nothing was changed. Go back, reload the page and try again.",
+                    None,
+                )
+            }
+            PageError::TooLarge => pages::message(
+                state,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "The form is too large",
+                "The submitted form is larger than this server accepts. Nothing was changed. Go back, reload the page and try again.",
+                None,
+            ),
+            PageError::Internal(reason) => {
+                tracing::error!(%reason, "page failed");
+                pages::message(
+                    state,
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong",
+                    "We could not complete your request. Please try again in a moment.",
+                    None,
+                )
+            }
+        }
+    }
 }

@@ -12,6 +12,7 @@ use crate::protocol::scope::Scopes;
 use crate::service::Error;
 use crate::service::api_keys;
 use crate::service::clients::Client;
+use crate::service::error::Refused;
 use crate::service::second_factor;
 use crate::state::AppState;
 use crate::store::entities::access_tokens::Model as AccessToken;
@@ -346,55 +347,50 @@ async fn issue_code(
 
 // ---------------------------------------------------------------- userinfo
 
-/// Why a bearer token was refused (RFC 6750 §3.1).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BearerError {
-    InvalidToken(&'static str),
-    InsufficientScope,
+/// RFC 6750 §3.1 `invalid_token`.
+fn invalid_token(description: &str) -> Refused {
+    OAuthError::new(OAuthErrorCode::InvalidToken, description).into()
 }
 
 /// The claims `/userinfo` returns for an access token (OIDC Core §5.3),
 /// by granted scope. A personal API key (`sgk_…`) is accepted as the bearer
 /// token too, and answered by the key's scopes.
-pub async fn userinfo(
-    state: &AppState,
-    token: &str,
-) -> Result<Result<serde_json::Value, BearerError>, Error> {
+pub async fn userinfo(state: &AppState, token: &str) -> Result<serde_json::Value, Refused> {
     if api_keys::is_api_key(token) {
-        return Ok(match api_keys::verify(state, token).await? {
+        return match api_keys::verify(state, token).await? {
             Some((key, user)) => claims_for(&user, &Scopes::parse(&key.scope)),
             // Unknown, revoked, expired or its user disabled: one answer,
             // the same as for a bad JWT.
-            None => Err(BearerError::InvalidToken("the access token is not valid")),
-        });
+            None => Err(invalid_token("the access token is not valid")),
+        };
     }
     let (claims, user) = match presented_access_token(state, token, state.now()).await? {
         PresentedAccessToken::NotOurs => {
-            return Ok(Err(BearerError::InvalidToken(
-                "the access token is not valid",
-            )));
+            return Err(invalid_token("the access token is not valid"));
         }
         PresentedAccessToken::Dead => {
-            return Ok(Err(BearerError::InvalidToken(
-                "the access token was revoked or has expired",
-            )));
+            return Err(invalid_token("the access token was revoked or has expired"));
         }
         PresentedAccessToken::Live { claims, user, .. } => (claims, user),
     };
     // A client_credentials token has no user: nothing to tell about.
     let Some(user) = user.filter(|u| u.id == claims.sub) else {
-        return Ok(Err(BearerError::InvalidToken("the user no longer exists")));
+        return Err(invalid_token("the user no longer exists"));
     };
     if user.disabled {
-        return Ok(Err(BearerError::InvalidToken("the user is disabled")));
+        return Err(invalid_token("the user is disabled"));
     }
-    Ok(claims_for(&user, &Scopes::parse(&claims.scope)))
+    claims_for(&user, &Scopes::parse(&claims.scope))
 }
 
 /// The UserInfo claims of `user` that `scope` grants (OIDC Core §5.4).
-fn claims_for(user: &User, scope: &Scopes) -> Result<serde_json::Value, BearerError> {
+fn claims_for(user: &User, scope: &Scopes) -> Result<serde_json::Value, Refused> {
     if !scope.contains("openid") {
-        return Err(BearerError::InsufficientScope);
+        return Err(OAuthError::new(
+            OAuthErrorCode::InsufficientScope,
+            "the token lacks the openid scope",
+        )
+        .into());
     }
     let mut out = serde_json::json!({ "sub": user.id });
     if scope.contains("profile") {

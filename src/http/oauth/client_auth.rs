@@ -13,43 +13,12 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 
 use crate::http::error::oauth_json;
+pub use crate::http::error::{error, invalid_request, server_error};
 use crate::protocol::authorize::RawParams;
 use crate::protocol::error::{OAuthError, OAuthErrorCode};
 use crate::service::clients::{self, Client};
 use crate::service::limits::{Action, Limit, Limited};
 use crate::state::AppState;
-
-/// An OAuth error as these endpoints answer it (RFC 6749 §5.2): JSON,
-/// `no-store`; `invalid_client` is 401, with a Basic challenge when the
-/// client tried Basic.
-pub fn error(e: &OAuthError, basic: bool) -> Response {
-    let status = match e.code {
-        OAuthErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
-        OAuthErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
-        _ => StatusCode::BAD_REQUEST,
-    };
-    let mut response = oauth_json(status, e.code.as_str(), &e.description_wire());
-    if status == StatusCode::UNAUTHORIZED && basic {
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"stepgate\""),
-        );
-    }
-    response
-}
-
-pub fn invalid_request(d: &str) -> Response {
-    error(&OAuthError::invalid_request(d), false)
-}
-
-pub fn server_error(e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "token endpoint family failed");
-    oauth_json(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "server_error",
-        "the server could not complete the request",
-    )
-}
 
 /// A JSON body answer that is never cached.
 pub fn json_no_store(value: impl serde::Serialize) -> Response {

@@ -4,39 +4,14 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::service::oidc::{self, BearerError};
+use crate::http::error::Bearer;
+use crate::protocol::error::OAuthError;
+use crate::service::error::Refused;
+use crate::service::oidc;
 use crate::state::AppState;
-
-fn challenge(status: StatusCode, error: Option<(&str, &str)>) -> Response {
-    // RFC 6750 §3: no error code when the request had no token at all.
-    let value = match error {
-        None => "Bearer realm=\"stepgate\"".to_owned(),
-        Some((code, description)) => {
-            format!(
-                "Bearer realm=\"stepgate\", error=\"{code}\", error_description=\"{description}\""
-            )
-        }
-    };
-    let mut response = status.into_response();
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_str(&value).expect("ASCII header"),
-    );
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-}
-
-fn invalid_request(description: &str) -> Response {
-    challenge(
-        StatusCode::BAD_REQUEST,
-        Some(("invalid_request", description)),
-    )
-}
 
 pub async fn userinfo(
     State(state): State<AppState>,
@@ -62,28 +37,22 @@ pub async fn userinfo(
         })
         .flatten();
     let token = match (from_header, from_body) {
-        (Some(_), Some(_)) => return invalid_request("send the token one way only"),
+        (Some(_), Some(_)) => {
+            return Bearer::Refused(OAuthError::invalid_request("send the token one way only"))
+                .into_response();
+        }
         (Some(t), None) | (None, Some(t)) => t,
-        (None, None) => return challenge(StatusCode::UNAUTHORIZED, None),
+        (None, None) => return Bearer::NoToken.into_response(),
     };
     match oidc::userinfo(&state, &token).await {
-        Ok(Ok(claims)) => {
+        Ok(claims) => {
             let mut response = axum::Json(claims).into_response();
             response
                 .headers_mut()
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response
         }
-        Ok(Err(BearerError::InvalidToken(why))) => {
-            challenge(StatusCode::UNAUTHORIZED, Some(("invalid_token", why)))
-        }
-        Ok(Err(BearerError::InsufficientScope)) => challenge(
-            StatusCode::FORBIDDEN,
-            Some(("insufficient_scope", "the token lacks the openid scope")),
-        ),
-        Err(e) => {
-            tracing::error!(error = %e, "userinfo failed");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
+        Err(Refused::Protocol(e)) => Bearer::Refused(e).into_response(),
+        Err(Refused::Failed(e)) => Bearer::Failed(e).into_response(),
     }
 }

@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
 use crate::http::cookies;
-use crate::service::Error;
+pub use crate::http::error::PageError;
 use crate::service::accounts;
 use crate::service::second_factor;
 use crate::state::AppState;
@@ -113,68 +113,6 @@ pub async fn address_limit(
             Some(response)
         }
     })
-}
-
-/// Why a page request failed before its own logic could answer.
-#[derive(Debug)]
-pub enum PageError {
-    /// The form's CSRF token is missing or wrong: 403, nothing changed.
-    Csrf,
-    /// The body is not a readable form.
-    BadForm(String),
-    /// The body is over `http.body_limit_bytes`. One sent with a
-    /// `Content-Length` never gets here (`limit::limit_body` refuses it);
-    /// one sent without is cut off by the form extractor: 413 too.
-    TooLarge,
-    /// Anything unexpected: logged, shown as a generic 500 page.
-    Internal(String),
-}
-
-impl From<Error> for PageError {
-    fn from(e: Error) -> Self {
-        PageError::Internal(e.to_string())
-    }
-}
-
-impl PageError {
-    pub fn into_page(self, state: &AppState) -> Response {
-        match self {
-            PageError::Csrf => message(
-                state,
-                StatusCode::FORBIDDEN,
-                "This form has expired",
-                "For your security the form could not be accepted (its security token is missing or out of date). Nothing was changed. Go back, reload the page and try again.",
-                None,
-            ),
-            PageError::BadForm(reason) => {
-                tracing::debug!(%reason, "unreadable form");
-                message(
-                    state,
-                    StatusCode::BAD_REQUEST,
-                    "The form could not be read",
-                    "The submitted form was not in the expected format. Nothing was changed. Go back, reload the page and try again.",
-                    None,
-                )
-            }
-            PageError::TooLarge => message(
-                state,
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "The form is too large",
-                "The submitted form is larger than this server accepts. Nothing was changed. Go back, reload the page and try again.",
-                None,
-            ),
-            PageError::Internal(reason) => {
-                tracing::error!(%reason, "page failed");
-                message(
-                    state,
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Something went wrong",
-                    "We could not complete your request. Please try again in a moment.",
-                    None,
-                )
-            }
-        }
-    }
 }
 
 /// Turns a handler's result into the answer, rendering errors as pages.
