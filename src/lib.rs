@@ -6,6 +6,7 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod email;
+pub mod hasher;
 pub mod http;
 pub mod keys;
 pub mod protocol;

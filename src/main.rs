@@ -11,8 +11,9 @@ use serde_json::json;
 use stepgate::clock::SystemClock;
 use stepgate::config::Settings;
 use stepgate::keys::KeyStore;
+use stepgate::protocol::client_metadata::Client;
 use stepgate::protocol::client_metadata::NewClient;
-use stepgate::service::clients::{self, Client};
+use stepgate::service::clients;
 use stepgate::service::{accounts, totp};
 use stepgate::startup::Application;
 use stepgate::state::AppState;
@@ -327,7 +328,7 @@ async fn user(command: UserCommand, settings: Settings) -> anyhow::Result<()> {
             }
         }
         UserCommand::List { json } => {
-            let users = store::users::list(&state.db).await?;
+            let users = store::users::list(&state.store.db).await?;
             if json {
                 let users: Vec<_> = users.iter().map(user_json).collect();
                 print_json(&json!({ "users": users }));

@@ -80,7 +80,7 @@ impl Application {
         tracing::info!(
             address = %local_addr,
             issuer = %state.settings.issuer,
-            database = store::backend_name(&state.db),
+            database = store::backend_name(&state.store.db),
             signing_kid = %state.keys.active().kid,
             "listening"
         );

@@ -1,4 +1,7 @@
-//! What every handler and service can reach.
+//! What every handler and service can reach. It sits beneath the
+//! services: it holds the store, the keys, the settings, the clock, the
+//! mailer and the password hasher, and imports nothing from `service` or
+//! `http`.
 
 use std::sync::Arc;
 
@@ -9,12 +12,10 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::crypto::PurposeKey;
 use crate::email::{EmailError, Mailer};
+use crate::hasher::Hasher;
 use crate::keys::KeyStore;
 use crate::protocol::discovery::ProviderMetadata;
-use crate::service::clients::ClientCache;
-use crate::service::password::Hasher;
-use crate::store::append::Appender;
-use crate::store::local_read::LocalReader;
+use crate::store::Store;
 
 /// Cloned for every request (axum hands each handler and middleware its
 /// own copy): one reference count, whatever the state holds.
@@ -30,13 +31,8 @@ impl std::ops::Deref for AppState {
 }
 
 pub struct Shared {
-    pub db: DatabaseConnection,
-    /// Clients read for client authentication (`oauth.client_cache_secs`).
-    pub client_cache: ClientCache,
-    /// Writes access-token rows and audit events in group commits.
-    pub appender: Appender,
-    /// SQLite reads on the request thread (`None` on PostgreSQL).
-    pub local_reader: Option<LocalReader>,
+    /// The database, its writer, read path and client cache.
+    pub store: Store,
     pub keys: KeyStore,
     pub settings: Settings,
     pub clock: Arc<dyn Clock>,
@@ -74,12 +70,10 @@ impl AppState {
             csrf_key: PurposeKey::derive(&master, "stepgate/csrf/v1"),
             throttle_key: PurposeKey::derive(&master, "stepgate/login-throttle/v1"),
             issuer_origin: settings.issuer_url().origin().ascii_serialization().into(),
-            client_cache: ClientCache::new(std::time::Duration::from_secs(
-                settings.oauth.client_cache_secs,
-            )),
-            appender: Appender::start(db.clone()),
-            local_reader: LocalReader::for_pool(&db),
-            db,
+            store: Store::new(
+                db,
+                std::time::Duration::from_secs(settings.oauth.client_cache_secs),
+            ),
             keys,
             settings,
             clock,

@@ -1,5 +1,5 @@
 //! Password rules and argon2id hashing (pure, blocking: callers run these on
-//! the bounded hashing threads, see `service::password`).
+//! the bounded hashing threads, see `hasher`).
 
 use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
 

@@ -20,7 +20,7 @@ pub async fn healthz_get() -> Json<serde_json::Value> {
 /// 200 again as soon as it does (the pool reconnects by itself).
 pub async fn readyz_get(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
     let limit = Duration::from_secs(state.settings.database.connect_timeout_secs.clamp(1, 5));
-    match tokio::time::timeout(limit, store::ping(&state.db)).await {
+    match tokio::time::timeout(limit, store::ping(&state.store.db)).await {
         Ok(Ok(())) => (
             StatusCode::OK,
             Json(json!({ "status": "ready", "database": "ok" })),

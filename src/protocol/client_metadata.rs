@@ -44,6 +44,56 @@ pub const AUTH_METHOD_NONE: &str = "none";
 /// Longest client name accepted (it is shown on the consent page).
 pub const MAX_NAME_CHARS: usize = 100;
 
+/// A registered client, as the rest of Stepgate sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Client {
+    pub client_id: String,
+    pub name: String,
+    pub public: bool,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub grant_types: Vec<String>,
+    pub scopes: Vec<String>,
+    /// `client_secret_basic` for a confidential client (`client_secret_post`
+    /// is accepted too), `none` for a public one.
+    pub token_endpoint_auth_method: String,
+    pub require_mfa: bool,
+    pub first_party: bool,
+    /// A resource server: may introspect access tokens issued to any
+    /// client, and API keys (RFC 7662 §4; `protocol::introspect`). Set at
+    /// registration only, so a cached client (`ClientCache`) never carries
+    /// a stale value of it.
+    pub introspect: bool,
+    pub created_at: i64,
+}
+
+impl Client {
+    pub fn allows_grant(&self, grant: &str) -> bool {
+        self.grant_types.iter().any(|g| g == grant)
+    }
+
+    /// Whether the client is registered for `grant`.
+    pub fn allows(&self, grant: GrantType) -> bool {
+        self.allows_grant(grant.as_str())
+    }
+
+    pub fn allows_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+
+    /// Exact string comparison, with no normalization of any kind (RFC 9700
+    /// §4.1.3; OIDC Core §3.1.2.1).
+    pub fn has_redirect_uri(&self, uri: &str) -> bool {
+        self.redirect_uris.iter().any(|u| u == uri)
+    }
+
+    /// Exact string comparison, like `has_redirect_uri` (RP-Initiated
+    /// Logout 1.0 §3).
+    pub fn has_post_logout_redirect_uri(&self, uri: &str) -> bool {
+        self.post_logout_redirect_uris.iter().any(|u| u == uri)
+    }
+}
+
 /// What a registration asks for. `None` lists take the defaults
 /// (`DEFAULT_GRANT_TYPES`, `DEFAULT_SCOPES`).
 #[derive(Debug, Clone, Default)]

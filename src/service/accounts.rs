@@ -91,7 +91,7 @@ fn password_error(error: PasswordRuleError) -> String {
 
 /// Records a security event in the audit log, at the clock's time.
 pub(crate) async fn record(state: &AppState, event: Event<'_>) -> Result<(), Error> {
-    audit::record(&state.appender, event, state.now()).await?;
+    audit::record(&state.store.appender, event, state.now()).await?;
     Ok(())
 }
 
@@ -134,7 +134,7 @@ pub(crate) async fn issue_link(
     let token = random_token();
     let now = state.now();
     email_tokens::create(
-        &state.db,
+        &state.store.db,
         &sha256_hex(&token),
         user_id,
         purpose,
@@ -169,7 +169,7 @@ pub async fn signup(
     // Hash in every case, so a registered email takes as long as a new one.
     let hash = state.hasher.hash(password.to_owned()).await;
     let created = users::create(
-        &state.db,
+        &state.store.db,
         NewUser {
             email,
             name,
@@ -229,9 +229,9 @@ impl From<Unusable> for LinkError {
 /// Consumes a confirmation link and marks the email verified.
 pub async fn confirm_email(state: &AppState, token: &str) -> Result<Result<(), LinkError>, Error> {
     let now = state.now();
-    match email_tokens::consume(&state.db, &sha256_hex(token), Purpose::Confirm, now).await? {
+    match email_tokens::consume(&state.store.db, &sha256_hex(token), Purpose::Confirm, now).await? {
         Ok(user_id) => {
-            users::set_email_verified(&state.db, &user_id, now).await?;
+            users::set_email_verified(&state.store.db, &user_id, now).await?;
             Ok(Ok(()))
         }
         Err(e) => Ok(Err(e.into())),
@@ -288,7 +288,7 @@ pub async fn login(
     ip: Option<&str>,
 ) -> Result<Result<NewSession, LoginError>, Error> {
     let user = if check_email(email).is_none() {
-        users::find_by_email(&state.db, email).await?
+        users::find_by_email(&state.store.db, email).await?
     } else {
         None
     };
@@ -428,7 +428,7 @@ pub async fn reauthenticate(
 
 /// Records on the session that the password was just proved again.
 pub async fn password_proved(state: &AppState, session: &Session) -> Result<(), Error> {
-    sessions::set_pwd_at(&state.db, &session.id_hash, state.now()).await?;
+    sessions::set_pwd_at(&state.store.db, &session.id_hash, state.now()).await?;
     Ok(())
 }
 
@@ -438,7 +438,7 @@ pub async fn start_session(state: &AppState, user_id: &str) -> Result<String, Er
     let token = random_token();
     let now = state.now();
     sessions::create(
-        &state.db,
+        &state.store.db,
         sessions::NewSession {
             id_hash: &sha256_hex(&token),
             user_id,
@@ -466,7 +466,7 @@ pub async fn add_second_factor(
     let token = random_token();
     let now = state.now();
     sessions::create(
-        &state.db,
+        &state.store.db,
         sessions::NewSession {
             id_hash: &sha256_hex(&token),
             user_id: &session.user_id,
@@ -480,7 +480,7 @@ pub async fn add_second_factor(
         },
     )
     .await?;
-    sessions::delete(&state.db, &sha256_hex(old_token)).await?;
+    sessions::delete(&state.store.db, &sha256_hex(old_token)).await?;
     Ok(token)
 }
 
@@ -497,17 +497,18 @@ pub async fn current_session(
     let now = state.now();
     let idle_cutoff = now - state.settings.session.idle_timeout_secs as i64;
     let id_hash = sha256_hex(token);
-    let Some(session) = sessions::find_live(&state.db, &id_hash, now, idle_cutoff).await? else {
+    let Some(session) = sessions::find_live(&state.store.db, &id_hash, now, idle_cutoff).await?
+    else {
         return Ok(None);
     };
-    let Some(user) = users::find_by_id(&state.db, &session.user_id).await? else {
+    let Some(user) = users::find_by_id(&state.store.db, &session.user_id).await? else {
         return Ok(None);
     };
     if user.disabled {
         return Ok(None);
     }
     if now - session.last_seen_at >= TOUCH_EVERY_SECS {
-        sessions::touch(&state.db, &id_hash, now).await?;
+        sessions::touch(&state.store.db, &id_hash, now).await?;
     }
     Ok(Some((session, user)))
 }
@@ -516,10 +517,10 @@ pub async fn current_session(
 /// A 2FA activation the session had under way ends with it.
 pub async fn end_session(state: &AppState, token: &str) -> Result<(), Error> {
     let id_hash = sha256_hex(token);
-    if let Some(session) = sessions::find(&state.db, &id_hash).await? {
+    if let Some(session) = sessions::find(&state.store.db, &id_hash).await? {
         crate::service::totp::forget_activation(state, &session).await?;
     }
-    sessions::delete(&state.db, &id_hash).await?;
+    sessions::delete(&state.store.db, &id_hash).await?;
     Ok(())
 }
 
@@ -533,7 +534,7 @@ pub async fn update_name(
     if let Some(error) = check_name(name) {
         return Ok(Err(error));
     }
-    users::set_name(&state.db, user_id, name, state.now()).await?;
+    users::set_name(&state.store.db, user_id, name, state.now()).await?;
     Ok(Ok(()))
 }
 
@@ -561,8 +562,13 @@ pub async fn check_reset_link(
     state: &AppState,
     token: &str,
 ) -> Result<Result<(), LinkError>, Error> {
-    let found =
-        email_tokens::peek(&state.db, &sha256_hex(token), Purpose::Reset, state.now()).await?;
+    let found = email_tokens::peek(
+        &state.store.db,
+        &sha256_hex(token),
+        Purpose::Reset,
+        state.now(),
+    )
+    .await?;
     Ok(found.map(|_| ()).map_err(LinkError::from))
 }
 
@@ -586,23 +592,25 @@ pub async fn reset_password(
     }
     let now = state.now();
     let user_id =
-        match email_tokens::consume(&state.db, &sha256_hex(token), Purpose::Reset, now).await? {
+        match email_tokens::consume(&state.store.db, &sha256_hex(token), Purpose::Reset, now)
+            .await?
+        {
             Ok(user_id) => user_id,
             Err(e) => return Ok(Err(ResetError::Link(e.into()))),
         };
     let hash = state.hasher.hash(password.to_owned()).await;
-    users::set_password_hash(&state.db, &user_id, &hash, now).await?;
-    users::set_email_verified(&state.db, &user_id, now).await?;
-    let ended = sessions::delete_for_user(&state.db, &user_id).await?;
+    users::set_password_hash(&state.store.db, &user_id, &hash, now).await?;
+    users::set_email_verified(&state.store.db, &user_id, now).await?;
+    let ended = sessions::delete_for_user(&state.store.db, &user_id).await?;
     // A pending 2FA secret dies with the sessions: one planted before the
     // reset can never be activated after it.
-    store_totp::delete_enrollments_for_user(&state.db, &user_id).await?;
+    store_totp::delete_enrollments_for_user(&state.store.db, &user_id).await?;
     // Whoever had the old password may hold tokens and keys it bought: the
     // reset ends them all (RFC 9700 §4.14.2: revoke refresh tokens when the
     // password changes; access tokens and API keys go with them).
-    let families = refresh_tokens::revoke_for_user(&state.db, &user_id, now).await?;
-    let keys = api_keys::revoke_all_for_user(&state.db, &user_id, now).await?;
-    if let Some(user) = users::find_by_id(&state.db, &user_id).await? {
+    let families = refresh_tokens::revoke_for_user(&state.store.db, &user_id, now).await?;
+    let keys = api_keys::revoke_all_for_user(&state.store.db, &user_id, now).await?;
+    if let Some(user) = users::find_by_id(&state.store.db, &user_id).await? {
         Counter::reset_password(state, &user.email).await?;
     }
     record(
@@ -657,7 +665,7 @@ pub async fn create_by_operator(
     }
     let hash = state.hasher.hash(password.to_owned()).await;
     let user = users::create(
-        &state.db,
+        &state.store.db,
         NewUser {
             email,
             name,
@@ -691,14 +699,14 @@ pub async fn set_disabled(
     email: &str,
     disabled: bool,
 ) -> Result<Option<User>, Error> {
-    let Some(user) = users::find_by_email(&state.db, email).await? else {
+    let Some(user) = users::find_by_email(&state.store.db, email).await? else {
         return Ok(None);
     };
-    users::set_disabled(&state.db, &user.id, disabled, state.now()).await?;
+    users::set_disabled(&state.store.db, &user.id, disabled, state.now()).await?;
     if disabled {
-        sessions::delete_for_user(&state.db, &user.id).await?;
+        sessions::delete_for_user(&state.store.db, &user.id).await?;
     }
-    Ok(users::find_by_id(&state.db, &user.id).await?)
+    Ok(users::find_by_id(&state.store.db, &user.id).await?)
 }
 
 #[cfg(test)]

@@ -210,7 +210,7 @@ pub async fn create(
     let key = format!("{PREFIX}{}", random_token());
     let now = state.now();
     let row = store::create(
-        &state.db,
+        &state.store.db,
         NewApiKey {
             id: &random_id(),
             user_id: &user.id,
@@ -251,7 +251,7 @@ pub async fn create(
 
 /// The user's keys, revoked and expired ones included, newest first.
 pub async fn list(state: &AppState, user_id: &str) -> Result<Vec<ApiKeyModel>, Error> {
-    Ok(store::list_for_user(&state.db, user_id).await?)
+    Ok(store::list_for_user(&state.store.db, user_id).await?)
 }
 
 /// Revokes one of the user's own keys. `false` when there is no such key of
@@ -262,7 +262,7 @@ pub async fn revoke(
     key_id: &str,
     ip: Option<&str>,
 ) -> Result<bool, Error> {
-    if !store::revoke(&state.db, user_id, key_id, state.now()).await? {
+    if !store::revoke(&state.store.db, user_id, key_id, state.now()).await? {
         return Ok(false);
     }
     let detail = format!("key {key_id}");
@@ -282,10 +282,10 @@ pub async fn verify(state: &AppState, raw: &str) -> Result<Option<(ApiKeyModel, 
         return Ok(None);
     }
     let now = state.now();
-    let Some(mut key) = store::find_live(&state.db, &sha256_hex(raw), now).await? else {
+    let Some(mut key) = store::find_live(&state.store.db, &sha256_hex(raw), now).await? else {
         return Ok(None);
     };
-    let Some(user) = users::find_by_id(&state.db, &key.user_id).await? else {
+    let Some(user) = users::find_by_id(&state.store.db, &key.user_id).await? else {
         return Ok(None);
     };
     if user.disabled {
@@ -295,7 +295,7 @@ pub async fn verify(state: &AppState, raw: &str) -> Result<Option<(ApiKeyModel, 
         .last_used_at
         .is_none_or(|at| now - at >= TOUCH_EVERY_SECS)
     {
-        store::touch(&state.db, &key.id, now).await?;
+        store::touch(&state.store.db, &key.id, now).await?;
         key.last_used_at = Some(now);
     }
     Ok(Some((key, user)))
@@ -327,7 +327,7 @@ async fn audit_event(
     detail: &str,
 ) -> Result<(), Error> {
     audit::record(
-        &state.appender,
+        &state.store.appender,
         Event {
             kind,
             outcome: "success",

@@ -65,7 +65,7 @@ impl Counter {
     /// and its hourly budget (a password reset).
     pub async fn reset_password(state: &AppState, email: &str) -> Result<(), Error> {
         let email_key = email_key(state, email);
-        login_throttle::clear_prefix(&state.db, &format!("{email_key}@")).await?;
+        login_throttle::clear_prefix(&state.store.db, &format!("{email_key}@")).await?;
         Limit::account_password_failures(state, &email_key)
             .clear(state)
             .await
@@ -88,7 +88,7 @@ impl Counter {
 
     /// Ends the run without an attempt (a password reset, 2FA removed).
     pub async fn reset(&self, state: &AppState) -> Result<(), Error> {
-        login_throttle::clear(&state.db, &self.key).await?;
+        login_throttle::clear(&state.store.db, &self.key).await?;
         Ok(())
     }
 }
@@ -140,7 +140,7 @@ pub async fn attempt<T>(
         });
     }
     let now = state.now();
-    match login_throttle::claim(&state.db, &counter.key, now, &counter.policy).await? {
+    match login_throttle::claim(&state.store.db, &counter.key, now, &counter.policy).await? {
         login_throttle::Claimed::Locked { retry_after_secs } => {
             // Not verified, so no failure in the windows either.
             limits::refund_all(state, &counter.limits).await?;
@@ -151,7 +151,7 @@ pub async fn attempt<T>(
             lock_secs,
         } => match verify.await? {
             Some(value) => {
-                login_throttle::clear(&state.db, &counter.key).await?;
+                login_throttle::clear(&state.store.db, &counter.key).await?;
                 limits::refund_all(state, &counter.limits).await?;
                 Ok(Outcome::Passed(value))
             }

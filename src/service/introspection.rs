@@ -5,10 +5,10 @@
 use serde_json::{Value, json};
 
 use crate::crypto::sha256_hex;
+use crate::protocol::client_metadata::Client;
 use crate::protocol::introspect::{Caller, Presented, may_introspect};
 use crate::service::Error;
 use crate::service::api_keys;
-use crate::service::clients::Client;
 use crate::service::oidc::{PresentedAccessToken, presented_access_token};
 use crate::service::token::access_token_jti;
 use crate::state::AppState;
@@ -83,7 +83,7 @@ pub async fn introspect(state: &AppState, client: &Client, token: &str) -> Resul
             }
         }
     }
-    if let Some(row) = refresh_tokens::find(&state.db, &sha256_hex(token)).await? {
+    if let Some(row) = refresh_tokens::find(&state.store.db, &sha256_hex(token)).await? {
         let issued_to = Presented::RefreshToken {
             issued_to: &row.client_id,
         };
@@ -94,7 +94,7 @@ pub async fn introspect(state: &AppState, client: &Client, token: &str) -> Resul
             && row.revoked_at.is_none()
             && row.idle_expires_at > now
             && row.family_expires_at > now
-            && users::find_by_id(&state.db, &row.user_id)
+            && users::find_by_id(&state.store.db, &row.user_id)
                 .await?
                 .is_some_and(|u| !u.disabled);
         if !live {

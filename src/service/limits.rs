@@ -115,7 +115,9 @@ impl Limit {
     pub async fn hit(&self, state: &AppState) -> Result<Result<(), Limited>, Error> {
         let now = state.now();
         Ok(
-            match rate_limits::hit(&state.db, &self.key, now, WINDOW_SECS, self.per_hour).await? {
+            match rate_limits::hit(&state.store.db, &self.key, now, WINDOW_SECS, self.per_hour)
+                .await?
+            {
                 Hit::Counted { .. } => Ok(()),
                 Hit::Limited { retry_after_secs } => Err(Limited { retry_after_secs }),
             },
@@ -126,7 +128,9 @@ impl Limit {
     pub async fn check(&self, state: &AppState) -> Result<Result<(), Limited>, Error> {
         let now = state.now();
         Ok(
-            match rate_limits::full(&state.db, &self.key, now, WINDOW_SECS, self.per_hour).await? {
+            match rate_limits::full(&state.store.db, &self.key, now, WINDOW_SECS, self.per_hour)
+                .await?
+            {
                 None => Ok(()),
                 Some(retry_after_secs) => Err(Limited { retry_after_secs }),
             },
@@ -135,13 +139,13 @@ impl Limit {
 
     /// Takes back the event [`Limit::hit`] counted (it was no failure).
     pub async fn refund(&self, state: &AppState) -> Result<(), Error> {
-        rate_limits::refund(&state.db, &self.key).await?;
+        rate_limits::refund(&state.store.db, &self.key).await?;
         Ok(())
     }
 
     /// Forgets the window (a password reset ends an account's failures).
     pub async fn clear(&self, state: &AppState) -> Result<(), Error> {
-        rate_limits::clear(&state.db, &self.key).await?;
+        rate_limits::clear(&state.store.db, &self.key).await?;
         Ok(())
     }
 }

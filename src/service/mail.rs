@@ -98,7 +98,7 @@ pub fn lease_secs(state: &AppState) -> i64 {
 pub async fn enqueue(state: &AppState, intent: Intent) -> Result<(), Error> {
     let json = serde_json::to_string(&intent).expect("an intent serializes");
     let now = state.now();
-    mail_queue::enqueue(&state.db, &random_id(), &json, now).await?;
+    mail_queue::enqueue(&state.store.db, &random_id(), &json, now).await?;
     state.mail_wakeup.notify_one();
     Ok(())
 }
@@ -148,7 +148,7 @@ pub async fn deliver_due(state: &AppState) -> Result<Delivered, Error> {
     let mut done = Delivered::default();
     loop {
         let now = state.now();
-        let claimed = mail_queue::claim(&state.db, now, lease_secs(state), BATCH).await?;
+        let claimed = mail_queue::claim(&state.store.db, now, lease_secs(state), BATCH).await?;
         let full = claimed.len() == BATCH as usize;
         for row in claimed {
             match process(state, &row).await? {
@@ -170,20 +170,20 @@ async fn process(state: &AppState, row: &Claimed) -> Result<Outcome, Error> {
         Err(error) => {
             // Written by another version, or by hand: nothing can send it.
             tracing::error!(id = %row.id, %error, "an unreadable mail intent was dropped");
-            mail_queue::finish(&state.db, &row.id).await?;
+            mail_queue::finish(&state.store.db, &row.id).await?;
             return Ok(Outcome::GivenUp);
         }
     };
     // The budget of anonymous mails counts a message once, not per retry.
     let first_attempt = row.attempts <= 1;
     let Some(email) = compose(state, &intent, first_attempt).await? else {
-        mail_queue::finish(&state.db, &row.id).await?;
+        mail_queue::finish(&state.store.db, &row.id).await?;
         return Ok(Outcome::NothingToSend);
     };
     let kind = intent.kind();
     match state.mailer.send(email).await {
         Ok(()) => {
-            mail_queue::finish(&state.db, &row.id).await?;
+            mail_queue::finish(&state.store.db, &row.id).await?;
             Ok(Outcome::Sent)
         }
         Err(error) if is_permanent(&error) || row.attempts >= MAX_ATTEMPTS => {
@@ -193,7 +193,7 @@ async fn process(state: &AppState, row: &Claimed) -> Result<Outcome, Error> {
                 %error,
                 "gave up on an email"
             );
-            mail_queue::finish(&state.db, &row.id).await?;
+            mail_queue::finish(&state.store.db, &row.id).await?;
             Ok(Outcome::GivenUp)
         }
         Err(error) => {
@@ -206,7 +206,7 @@ async fn process(state: &AppState, row: &Claimed) -> Result<Outcome, Error> {
                 "could not send an email; it stays queued"
             );
             let now = state.now();
-            mail_queue::retry_at(&state.db, &row.id, now.saturating_add(wait)).await?;
+            mail_queue::retry_at(&state.store.db, &row.id, now.saturating_add(wait)).await?;
             Ok(Outcome::Retried)
         }
     }
@@ -237,7 +237,7 @@ async fn compose(
             user_id,
             interaction,
         } => {
-            let Some(user) = users::find_by_id(&state.db, user_id).await? else {
+            let Some(user) = users::find_by_id(&state.store.db, user_id).await? else {
                 return Ok(None);
             };
             let interaction = match interaction {
@@ -249,7 +249,7 @@ async fn compose(
             confirmation(state, &user, interaction, count_budget).await
         }
         Intent::ResendConfirmation { email } => {
-            match users::find_by_email(&state.db, email).await? {
+            match users::find_by_email(&state.store.db, email).await? {
                 Some(user) => confirmation(state, &user, None, count_budget).await,
                 None => Ok(None),
             }
@@ -257,7 +257,7 @@ async fn compose(
         Intent::SignupTaken { email } => {
             // Only a confirmed address is told: an unconfirmed row may be a
             // look-alike's squat, whose mailbox is not the owner's.
-            let Some(owner) = users::find_by_email(&state.db, email).await? else {
+            let Some(owner) = users::find_by_email(&state.store.db, email).await? else {
                 return Ok(None);
             };
             if !owner.email_verified || !budget_left(state, &owner, count_budget).await? {
@@ -279,7 +279,7 @@ async fn compose(
             // Only a confirmed address of an active account: an unconfirmed
             // one may not be its owner's (it confirms itself through the
             // confirmation link, which `/confirm/resend` sends again).
-            let Some(user) = users::find_by_email(&state.db, email).await? else {
+            let Some(user) = users::find_by_email(&state.store.db, email).await? else {
                 return Ok(None);
             };
             if user.disabled
@@ -290,7 +290,7 @@ async fn compose(
             }
             let now = state.now();
             // A new link retires the older ones.
-            email_tokens::retire_for_user(&state.db, &user.id, Purpose::Reset, now).await?;
+            email_tokens::retire_for_user(&state.store.db, &user.id, Purpose::Reset, now).await?;
             let ttl = state.settings.account.reset_ttl_secs;
             let token = issue_link(state, &user.id, Purpose::Reset, ttl).await?;
             let product = &state.settings.ui.product_name;
@@ -399,7 +399,7 @@ pub struct QueueStatus {
 
 pub async fn status(state: &AppState) -> Result<QueueStatus, Error> {
     let now = state.now();
-    let (queued, leased) = mail_queue::count(&state.db, now).await?;
+    let (queued, leased) = mail_queue::count(&state.store.db, now).await?;
     Ok(QueueStatus { queued, leased })
 }
 

@@ -11,7 +11,7 @@ pub mod limits;
 pub mod logout;
 pub mod mail;
 pub mod oidc;
-pub mod password;
+
 pub mod revocation;
 pub mod second_factor;
 pub mod sweep;

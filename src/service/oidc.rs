@@ -5,13 +5,13 @@
 
 use crate::crypto::{is_token_shaped, random_token, sha256_hex};
 use crate::protocol::authorize::{AuthorizationRequest, RedirectError, ResponseMode};
+use crate::protocol::client_metadata::Client;
 use crate::protocol::error::{OAuthError, OAuthErrorCode};
 use crate::protocol::interaction::{self, Consent, Facts, SessionFacts};
 use crate::protocol::jwt::{self, AccessTokenClaims};
 use crate::protocol::scope::Scopes;
 use crate::service::Error;
 use crate::service::api_keys;
-use crate::service::clients::Client;
 use crate::service::error::Refused;
 use crate::service::second_factor;
 use crate::state::AppState;
@@ -44,7 +44,7 @@ pub async fn start_interaction(
     let now = state.now();
     let json = serde_json::to_string(request).expect("requests serialize");
     interactions::create(
-        &state.db,
+        &state.store.db,
         &sha256_hex(&id),
         &request.client_id,
         &json,
@@ -61,7 +61,8 @@ pub async fn find_interaction(state: &AppState, id: &str) -> Result<Option<Inter
     if !is_token_shaped(id) {
         return Ok(None);
     }
-    let Some(row) = interactions::find_live(&state.db, &sha256_hex(id), state.now()).await? else {
+    let Some(row) = interactions::find_live(&state.store.db, &sha256_hex(id), state.now()).await?
+    else {
         return Ok(None);
     };
     let Ok(request) = serde_json::from_str::<AuthorizationRequest>(&row.request) else {
@@ -130,7 +131,7 @@ pub async fn decide(
             let remembered = if client.first_party {
                 None
             } else {
-                consents::get(&state.db, &user.id, &client.client_id).await?
+                consents::get(&state.store.db, &user.id, &client.client_id).await?
             };
             consented = remembered.map(|c| (Scopes::parse(&c.scope), c.granted_at));
             Some(SessionFacts {
@@ -173,7 +174,7 @@ async fn complete(
     user: &User,
 ) -> Result<Next, Error> {
     let request = &interaction.request;
-    if !interactions::complete(&state.db, &interaction.row.id_hash, state.now()).await? {
+    if !interactions::complete(&state.store.db, &interaction.row.id_hash, state.now()).await? {
         return Ok(fail(
             request,
             OAuthErrorCode::InvalidRequest,
@@ -257,13 +258,7 @@ pub async fn presented_access_token(
     ) else {
         return Ok(PresentedAccessToken::NotOurs);
     };
-    let live = access_tokens::find_live_with_user(
-        &state.db,
-        state.local_reader.as_ref(),
-        &claims.jti,
-        now,
-    )
-    .await?;
+    let live = access_tokens::find_live_with_user(&state.store, &claims.jti, now).await?;
     Ok(match live {
         None => PresentedAccessToken::Dead,
         Some((row, user)) => PresentedAccessToken::Live { claims, row, user },
@@ -279,11 +274,11 @@ pub async fn grant_consent(
     // Remember the union with what was granted before, so one narrower
     // request does not shrink an earlier, wider consent.
     let mut scope = request.scope.clone();
-    if let Some(previous) = consents::get(&state.db, user_id, &request.client_id).await? {
+    if let Some(previous) = consents::get(&state.store.db, user_id, &request.client_id).await? {
         scope.0.extend(Scopes::parse(&previous.scope).0);
     }
     consents::put(
-        &state.db,
+        &state.store.db,
         user_id,
         &request.client_id,
         &scope.to_wire(),
@@ -297,15 +292,15 @@ pub async fn grant_consent(
 /// client holds for them (the next request asks again).
 pub async fn revoke_consent(state: &AppState, user_id: &str, client_id: &str) -> Result<(), Error> {
     let now = state.now();
-    consents::delete(&state.db, user_id, client_id).await?;
-    access_tokens::revoke_for_user_client(&state.db, user_id, client_id, now).await?;
-    refresh_tokens::revoke_for_user_client(&state.db, user_id, client_id, now).await?;
+    consents::delete(&state.store.db, user_id, client_id).await?;
+    access_tokens::revoke_for_user_client(&state.store.db, user_id, client_id, now).await?;
+    refresh_tokens::revoke_for_user_client(&state.store.db, user_id, client_id, now).await?;
     Ok(())
 }
 
 /// Ends an interaction with `access_denied` (consent refused).
 pub async fn deny(state: &AppState, interaction: &Interaction) -> Result<Next, Error> {
-    interactions::complete(&state.db, &interaction.row.id_hash, state.now()).await?;
+    interactions::complete(&state.store.db, &interaction.row.id_hash, state.now()).await?;
     Ok(fail(
         &interaction.request,
         OAuthErrorCode::AccessDenied,
@@ -323,7 +318,7 @@ async fn issue_code(
     let now = state.now();
     let (acr, amr) = session.factors().assurance();
     authorization_codes::create(
-        &state.db,
+        &state.store.db,
         Code {
             code_hash: sha256_hex(&code),
             client_id: request.client_id.clone(),

@@ -1,8 +1,8 @@
 //! Token revocation (RFC 7009), behind client authentication.
 
 use crate::crypto::sha256_hex;
+use crate::protocol::client_metadata::Client;
 use crate::service::Error;
-use crate::service::clients::Client;
 use crate::service::token::{access_token_jti, audit_event};
 use crate::state::AppState;
 use crate::store::{access_tokens, refresh_tokens};
@@ -29,13 +29,13 @@ pub async fn revoke(
 
 /// Revokes a refresh token's family if the token is `client`'s.
 async fn revoke_refresh(state: &AppState, client: &Client, token: &str) -> Result<bool, Error> {
-    let Some(row) = refresh_tokens::find(&state.db, &sha256_hex(token)).await? else {
+    let Some(row) = refresh_tokens::find(&state.store.db, &sha256_hex(token)).await? else {
         return Ok(false);
     };
     if row.client_id != client.client_id {
         return Ok(false);
     }
-    refresh_tokens::revoke_family(&state.db, &row.family_id, state.now()).await?;
+    refresh_tokens::revoke_family(&state.store.db, &row.family_id, state.now()).await?;
     audit_event(
         state,
         "token.revoked",
@@ -53,7 +53,7 @@ async fn revoke_access(state: &AppState, client: &Client, token: &str) -> Result
     let Some(jti) = access_token_jti(state, token) else {
         return Ok(false);
     };
-    if !access_tokens::revoke(&state.db, &jti, &client.client_id, state.now()).await? {
+    if !access_tokens::revoke(&state.store.db, &jti, &client.client_id, state.now()).await? {
         return Ok(false);
     }
     audit_event(

@@ -55,7 +55,7 @@ pub async fn grant_still_stands(
     if !amr.iter().any(|m| m == "otp") {
         return Ok(true);
     }
-    let credential = store::totp::get(&state.db, user_id).await?;
+    let credential = store::totp::get(&state.store.db, user_id).await?;
     Ok(credential.is_some_and(|c| c.enabled && c.enabled_at.is_some_and(|since| since <= at)))
 }
 

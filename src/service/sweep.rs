@@ -30,7 +30,7 @@ pub async fn sweep_once(state: &AppState) -> Result<Swept, sea_orm::DbErr> {
     for rule in RULES {
         let mut total = 0;
         for _ in 0..MAX_BATCHES_PER_TABLE {
-            let deleted = sweep::delete_batch(&state.db, rule, &cutoffs, batch).await?;
+            let deleted = sweep::delete_batch(&state.store.db, rule, &cutoffs, batch).await?;
             total += deleted;
             if deleted < u64::from(batch) {
                 break;

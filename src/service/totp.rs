@@ -39,7 +39,7 @@ async fn audit(
     detail: Option<&str>,
 ) -> Result<(), Error> {
     audit::record(
-        &state.appender,
+        &state.store.appender,
         Event {
             kind,
             outcome,
@@ -67,7 +67,7 @@ pub struct Activation {
 
 /// Whether the user has two-factor authentication on.
 pub async fn is_enabled(state: &AppState, user_id: &str) -> Result<bool, Error> {
-    Ok(store::is_enabled(&state.db, user_id).await?)
+    Ok(store::is_enabled(&state.store.db, user_id).await?)
 }
 
 /// How long a pending secret can be confirmed: long enough to scan the QR
@@ -85,7 +85,7 @@ fn enrollment_key(session: &Session) -> String {
 
 /// Forgets the activation a session had under way (it is ending).
 pub async fn forget_activation(state: &AppState, session: &Session) -> Result<(), Error> {
-    store::delete_enrollment(&state.db, &enrollment_key(session)).await?;
+    store::delete_enrollment(&state.store.db, &enrollment_key(session)).await?;
     Ok(())
 }
 
@@ -98,14 +98,14 @@ pub async fn begin_activation(
     user: &User,
     session: &Session,
 ) -> Result<Option<Activation>, Error> {
-    if store::is_enabled(&state.db, &user.id).await? {
+    if store::is_enabled(&state.store.db, &user.id).await? {
         return Ok(None);
     }
     let params = state.settings.totp.params();
     let secret = totp::generate_secret();
     let now = state.now();
     store::put_enrollment(
-        &state.db,
+        &state.store.db,
         store::NewEnrollment {
             session_key: &enrollment_key(session),
             user_id: &user.id,
@@ -126,8 +126,13 @@ pub async fn current_activation(
     user: &User,
     session: &Session,
 ) -> Result<Option<Activation>, Error> {
-    let live =
-        store::live_enrollment(&state.db, &enrollment_key(session), &user.id, state.now()).await?;
+    let live = store::live_enrollment(
+        &state.store.db,
+        &enrollment_key(session),
+        &user.id,
+        state.now(),
+    )
+    .await?;
     if let Some(enrollment) = live
         && let (Some(secret), Some(params)) = (
             sealed::open(&sealing_key(state), &user.id, &enrollment.secret_sealed),
@@ -189,20 +194,28 @@ async fn check_code(
     ip: Option<&str>,
 ) -> Result<Result<Passed, CodeError>, Error> {
     let now = state.now();
-    let Some(credential) = store::get(&state.db, &user.id).await?.filter(|c| c.enabled) else {
+    let Some(credential) = store::get(&state.store.db, &user.id)
+        .await?
+        .filter(|c| c.enabled)
+    else {
         return Ok(Err(CodeError::NoCredential));
     };
     let counter = Counter::second_factor(state, &user.id);
     let checked = attempts::attempt(state, &counter, async {
         Ok(match totp_step(state, user, &credential, input, now) {
-            Some(step) if store::accept_step(&state.db, &user.id, step as i64).await? => {
+            Some(step) if store::accept_step(&state.store.db, &user.id, step as i64).await? => {
                 Some(Passed::Totp)
             }
             Some(_) => None, // a replay of this step or an older one
             None if allow_recovery => match totp::normalize_recovery_code(input) {
                 Some(code)
-                    if recovery_codes::consume(&state.db, &user.id, &sha256_hex(&code), now)
-                        .await? =>
+                    if recovery_codes::consume(
+                        &state.store.db,
+                        &user.id,
+                        &sha256_hex(&code),
+                        now,
+                    )
+                    .await? =>
                 {
                     Some(Passed::RecoveryCode)
                 }
@@ -272,7 +285,7 @@ async fn new_recovery_codes(state: &AppState, user_id: &str) -> Result<Vec<Strin
         .iter()
         .map(|c| sha256_hex(&totp::normalize_recovery_code(c).expect("generated codes are valid")))
         .collect();
-    recovery_codes::replace_all(&state.db, user_id, &hashes, state.now()).await?;
+    recovery_codes::replace_all(&state.store.db, user_id, &hashes, state.now()).await?;
     Ok(codes)
 }
 
@@ -289,15 +302,17 @@ pub async fn confirm_activation(
 ) -> Result<Result<Vec<String>, CodeError>, Error> {
     let now = state.now();
     let Some(enrollment) =
-        store::live_enrollment(&state.db, &enrollment_key(session), &user.id, now).await?
+        store::live_enrollment(&state.store.db, &enrollment_key(session), &user.id, now).await?
     else {
         // Expired, or started by no one on this session: the page shows a
         // fresh secret. Once 2FA is on there is nothing left to confirm.
-        return Ok(Err(if store::is_enabled(&state.db, &user.id).await? {
-            CodeError::NoCredential
-        } else {
-            CodeError::Invalid
-        }));
+        return Ok(Err(
+            if store::is_enabled(&state.store.db, &user.id).await? {
+                CodeError::NoCredential
+            } else {
+                CodeError::Invalid
+            },
+        ));
     };
     let counter = Counter::second_factor(state, &user.id);
     let checked = attempts::attempt(state, &counter, async {
@@ -313,9 +328,9 @@ pub async fn confirm_activation(
         Ok(match step {
             // `false`: a right code, but another request of this session
             // activated first (or 2FA came on elsewhere).
-            Some(step) => {
-                Some(store::activate_enrollment(&state.db, &enrollment, step as i64, now).await?)
-            }
+            Some(step) => Some(
+                store::activate_enrollment(&state.store.db, &enrollment, step as i64, now).await?,
+            ),
             None => None,
         })
     })
@@ -378,7 +393,7 @@ pub async fn regenerate_recovery_codes(
 }
 
 pub async fn unused_recovery_codes(state: &AppState, user_id: &str) -> Result<u64, Error> {
-    Ok(recovery_codes::count_unused(&state.db, user_id).await?)
+    Ok(recovery_codes::count_unused(&state.store.db, user_id).await?)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -426,9 +441,9 @@ pub async fn deactivate(
 }
 
 async fn remove(state: &AppState, user_id: &str) -> Result<(), Error> {
-    store::delete(&state.db, user_id).await?;
-    store::delete_enrollments_for_user(&state.db, user_id).await?;
-    recovery_codes::delete_all(&state.db, user_id).await?;
+    store::delete(&state.store.db, user_id).await?;
+    store::delete_enrollments_for_user(&state.store.db, user_id).await?;
+    recovery_codes::delete_all(&state.store.db, user_id).await?;
     Counter::second_factor(state, user_id).reset(state).await?;
     Ok(())
 }
@@ -436,11 +451,11 @@ async fn remove(state: &AppState, user_id: &str) -> Result<(), Error> {
 /// `stepgate user reset-2fa EMAIL`: removes the credential and recovery codes,
 /// clears the lockout and ends the user's sessions; the user is emailed.
 pub async fn reset_by_operator(state: &AppState, email: &str) -> Result<Option<User>, Error> {
-    let Some(user) = users::find_by_email(&state.db, email).await? else {
+    let Some(user) = users::find_by_email(&state.store.db, email).await? else {
         return Ok(None);
     };
     remove(state, &user.id).await?;
-    sessions::delete_for_user(&state.db, &user.id).await?;
+    sessions::delete_for_user(&state.store.db, &user.id).await?;
     audit(
         state,
         "totp.reset_by_operator",

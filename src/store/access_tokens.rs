@@ -4,10 +4,11 @@
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 
+use super::Store;
 use super::append::Row;
 use super::entities::access_tokens::{self, Entity as AccessTokens};
 use super::entities::users::Entity as Users;
-use super::local_read::{LocalReader, TokenWithUser};
+use super::local_read::TokenWithUser;
 
 pub struct NewAccessToken<'a> {
     pub jti: &'a str,
@@ -41,12 +42,16 @@ pub fn row(new: NewAccessToken<'_>) -> Row {
 /// calling thread where `local` can (SQLite: `store::local_read`), else
 /// through the pool.
 pub async fn find_live_with_user(
-    db: &DatabaseConnection,
-    local: Option<&LocalReader>,
+    store: &Store,
     jti: &str,
     now: i64,
 ) -> Result<Option<TokenWithUser>, sea_orm::DbErr> {
-    if let Some(answer) = local.and_then(|reader| reader.live_token_with_user(jti, now)) {
+    let db = &store.db;
+    if let Some(answer) = store
+        .reader
+        .as_ref()
+        .and_then(|reader| reader.live_token_with_user(jti, now))
+    {
         return Ok(answer);
     }
     AccessTokens::find_by_id(jti.to_owned())

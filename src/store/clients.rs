@@ -9,6 +9,7 @@ use sea_orm::{
 };
 
 use super::entities::clients::{self, Entity as Clients, Model as ClientRow};
+use crate::protocol::client_metadata::Client;
 
 /// A row to insert; the caller has validated every field.
 pub struct NewClientRow<'a> {
@@ -110,4 +111,25 @@ pub async fn set_secret_hash(
         .exec(db)
         .await?;
     Ok(result.rows_affected == 1)
+}
+
+/// A stored client as the rest of Stepgate sees it, its lists decoded.
+pub fn decode(row: ClientRow) -> Result<Client, sea_orm::DbErr> {
+    Ok(Client {
+        redirect_uris: decode_list("redirect_uris", &row.redirect_uris)?,
+        post_logout_redirect_uris: decode_list(
+            "post_logout_redirect_uris",
+            &row.post_logout_redirect_uris,
+        )?,
+        grant_types: decode_list("grant_types", &row.grant_types)?,
+        scopes: decode_list("scopes", &row.scopes)?,
+        client_id: row.client_id,
+        name: row.name,
+        public: row.public,
+        token_endpoint_auth_method: row.token_endpoint_auth_method,
+        require_mfa: row.require_mfa,
+        first_party: row.first_party,
+        introspect: row.introspect,
+        created_at: row.created_at,
+    })
 }

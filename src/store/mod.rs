@@ -6,6 +6,7 @@ pub mod api_keys;
 pub mod append;
 pub mod audit;
 pub mod authorization_codes;
+pub mod client_cache;
 pub mod clients;
 pub mod consents;
 pub mod email_tokens;
@@ -33,6 +34,32 @@ use sea_orm::sqlx::sqlite::{
 use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseConnection, DbBackend};
 
 use crate::config::Settings;
+
+/// What the rest of Stepgate reaches the database through: the pool, the
+/// group-commit writer (`append`), the SQLite read path (`local_read`,
+/// `None` on PostgreSQL) and the cache of clients read for authentication.
+pub struct Store {
+    pub db: DatabaseConnection,
+    /// Writes token rows and audit events in group commits.
+    pub appender: append::Appender,
+    /// SQLite reads on the request thread; the queries that use it take
+    /// the `Store` and choose for themselves.
+    pub reader: Option<local_read::LocalReader>,
+    /// Clients read for client authentication (`oauth.client_cache_secs`).
+    pub clients: client_cache::ClientCache,
+}
+
+impl Store {
+    /// Starts the writer on `db` and opens the read path where it applies.
+    pub fn new(db: DatabaseConnection, client_cache: Duration) -> Self {
+        Self {
+            appender: append::Appender::start(db.clone()),
+            reader: local_read::LocalReader::for_pool(&db),
+            clients: client_cache::ClientCache::new(client_cache),
+            db,
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -4,12 +4,12 @@
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryTrait, Set};
 
+use super::Store;
 use super::append::{Claim, Row};
 use super::entities::access_tokens::{self, Entity as AccessTokens};
 use super::entities::consents::{Entity as Consents, Model as Consent};
 use super::entities::refresh_tokens::{self, Entity as RefreshTokens, Model as RefreshToken};
 use super::entities::users::{Entity as Users, Model as User};
-use super::local_read::LocalReader;
 
 /// The row to add through `append` (with the rest of the response's rows).
 pub fn row(token: RefreshToken) -> Row {
@@ -46,11 +46,15 @@ pub async fn find(
 /// calling thread where `local` can (SQLite: `store::local_read`), else
 /// through the pool.
 pub async fn find_with_grant(
-    db: &DatabaseConnection,
-    local: Option<&LocalReader>,
+    store: &Store,
     token_hash: &str,
 ) -> Result<Option<(RefreshToken, Option<User>, Option<Consent>)>, sea_orm::DbErr> {
-    if let Some(answer) = local.and_then(|reader| reader.refresh_token_with_grant(token_hash)) {
+    let db = &store.db;
+    if let Some(answer) = store
+        .reader
+        .as_ref()
+        .and_then(|reader| reader.refresh_token_with_grant(token_hash))
+    {
         return Ok(answer);
     }
     RefreshTokens::find_by_id(token_hash.to_owned())

@@ -157,7 +157,7 @@ async fn a_confidential_client_gets_a_secret_shown_once_and_stored_hashed(backen
     let state = registry.state().await;
     // Only the hash is stored, nowhere the secret itself.
     let row = ClientRows::find_by_id(client_id.clone())
-        .one(&state.db)
+        .one(&state.store.db)
         .await
         .unwrap()
         .expect("the row");
@@ -192,7 +192,7 @@ async fn a_confidential_client_gets_a_secret_shown_once_and_stored_hashed(backen
     }
 
     // The audit log names the client and never holds the secret.
-    let events = store::audit::tail(&state.db, 10).await.unwrap();
+    let events = store::audit::tail(&state.store.db, 10).await.unwrap();
     let created_event = events
         .iter()
         .find(|e| e.kind == "client.created")
@@ -225,7 +225,7 @@ async fn a_public_client_has_no_secret(backend: Backend) {
 
     let state = registry.state().await;
     let row = ClientRows::find_by_id(client_id.clone())
-        .one(&state.db)
+        .one(&state.store.db)
         .await
         .unwrap()
         .unwrap();
@@ -350,7 +350,7 @@ async fn a_rotated_secret_replaces_the_old_one(backend: Backend) {
             .unwrap()
             .is_some()
     );
-    let events = store::audit::tail(&state.db, 10).await.unwrap();
+    let events = store::audit::tail(&state.store.db, 10).await.unwrap();
     let event = events
         .iter()
         .find(|e| e.kind == "client.secret_rotated")
@@ -459,7 +459,7 @@ async fn a_deleted_client_is_gone(backend: Backend) {
             .unwrap()
             .is_none()
     );
-    let events = store::audit::tail(&state.db, 10).await.unwrap();
+    let events = store::audit::tail(&state.store.db, 10).await.unwrap();
     assert_eq!(events[0].kind, "client.deleted");
     assert_eq!(events[0].client_id.as_deref(), Some(client_id.as_str()));
 }
@@ -582,7 +582,7 @@ async fn a_client_id_may_start_with_a_hyphen(backend: Backend) {
     let grants = ["authorization_code".to_owned()];
     let scopes = ["openid".to_owned()];
     store::clients::insert(
-        &state.db,
+        &state.store.db,
         store::clients::NewClientRow {
             client_id,
             name: "Hyphen",

@@ -19,9 +19,10 @@ use crate::http::pages::{
     see_other, visitor,
 };
 use crate::protocol::authorize::{self, ClientView, RawParams, RedirectError, ResponseMode};
+use crate::protocol::client_metadata::Client;
 use crate::protocol::scope;
 use crate::service::accounts;
-use crate::service::clients::{self, Client};
+use crate::service::clients;
 use crate::service::oidc::{self, AuthorizationResponse, Interaction, Next};
 use crate::state::AppState;
 

@@ -15,8 +15,9 @@ use base64::Engine;
 use crate::http::error::oauth_json;
 pub use crate::http::error::{error, invalid_request, server_error};
 use crate::protocol::authorize::RawParams;
+use crate::protocol::client_metadata::Client;
 use crate::protocol::error::{OAuthError, OAuthErrorCode};
-use crate::service::clients::{self, Client};
+use crate::service::clients;
 use crate::service::limits::{Action, Limit, Limited};
 use crate::state::AppState;
 

@@ -46,7 +46,7 @@ pub struct ProfileSections {
 impl ProfileSections {
     pub async fn load(state: &AppState, user_id: &str) -> Result<Self, PageError> {
         let mut consents = Vec::new();
-        for consent in crate::store::consents::list_for_user(&state.db, user_id)
+        for consent in crate::store::consents::list_for_user(&state.store.db, user_id)
             .await
             .map_err(|e| PageError::Internal(e.to_string()))?
         {

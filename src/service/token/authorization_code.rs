@@ -5,6 +5,7 @@
 
 use super::{Grant, Outcome, RefreshPlan, audit_event, audit_row, mint};
 use crate::crypto::{random_token, sha256_hex};
+use crate::protocol::client_metadata::Client;
 use crate::protocol::error::OAuthError;
 use crate::protocol::grant::GrantType;
 use crate::protocol::scope::Scopes;
@@ -12,7 +13,6 @@ use crate::protocol::token::{
     CODE_NOT_VALID, CodeFacts, CodeRedemption, Presented, Rejection, Subject, check_code,
 };
 use crate::service::Error;
-use crate::service::clients::Client;
 use crate::state::AppState;
 use crate::store::{access_tokens, authorization_codes, refresh_tokens, users};
 
@@ -27,10 +27,10 @@ pub struct Request<'a> {
 pub async fn redeem(state: &AppState, client: &Client, sent: Request<'_>) -> Outcome {
     let now = state.now();
     let code_hash = sha256_hex(sent.code);
-    let Some(row) = authorization_codes::find(&state.db, &code_hash).await? else {
+    let Some(row) = authorization_codes::find(&state.store.db, &code_hash).await? else {
         return Err(OAuthError::invalid_grant(CODE_NOT_VALID).into());
     };
-    let user = users::find_by_id(&state.db, &row.user_id).await?;
+    let user = users::find_by_id(&state.store.db, &row.user_id).await?;
     let facts = CodeFacts {
         client_id: &row.client_id,
         redirect_uri: &row.redirect_uri,
@@ -88,7 +88,7 @@ pub async fn redeem(state: &AppState, client: &Client, sent: Request<'_>) -> Out
     // (`append::Claim`), so whoever finds it used (a replay, RFC 6749
     // §4.1.2) finds the tokens too, and revokes them by the code's hash.
     let spend = authorization_codes::redemption(&code_hash, now);
-    if !state.appender.add_claimed(spend, rows).await? {
+    if !state.store.appender.add_claimed(spend, rows).await? {
         // Lost a race with another redemption of the same code: nothing of
         // this request was written; what the other one bought is revoked,
         // as for any replay.
@@ -115,9 +115,9 @@ async fn replayed(state: &AppState, client: &Client, code_hash: &str, user_id: &
 /// Revokes a code's access tokens and refresh families.
 async fn revoke_what_it_bought(state: &AppState, code_hash: &str) -> Result<(), Error> {
     let now = state.now();
-    access_tokens::revoke_for_code(&state.db, code_hash, now).await?;
-    for family in refresh_tokens::families_for_code(&state.db, code_hash).await? {
-        refresh_tokens::revoke_family(&state.db, &family, now).await?;
+    access_tokens::revoke_for_code(&state.store.db, code_hash, now).await?;
+    for family in refresh_tokens::families_for_code(&state.store.db, code_hash).await? {
+        refresh_tokens::revoke_family(&state.store.db, &family, now).await?;
     }
     Ok(())
 }

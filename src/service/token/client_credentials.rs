@@ -2,9 +2,9 @@
 //! itself; no ID token, no refresh token (§4.4.3).
 
 use super::{AccessGrant, Outcome, TokenResponse, access_token, audit_row, record_issue};
+use crate::protocol::client_metadata::Client;
 use crate::protocol::error::{OAuthError, OAuthErrorCode};
 use crate::protocol::scope::Scopes;
-use crate::service::clients::Client;
 use crate::state::AppState;
 
 /// Issues the client a token for `scope`, or for all it may have.

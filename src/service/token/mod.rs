@@ -12,10 +12,10 @@ pub mod client_credentials;
 pub mod refresh_token;
 
 use crate::crypto::{random_token, sha256_hex};
+use crate::protocol::client_metadata::Client;
 use crate::protocol::jwt::{self, AccessTokenClaims, IdTokenClaims};
 use crate::protocol::scope::Scopes;
 use crate::service::Error;
-use crate::service::clients::Client;
 use crate::service::error::Refused;
 use crate::service::oidc::public_key;
 use crate::state::AppState;
@@ -62,7 +62,7 @@ pub(crate) async fn audit_event(
     detail: Option<&str>,
 ) -> Result<(), Error> {
     let event = audit_row(state, kind, outcome, user_id, client_id, detail);
-    state.appender.add(vec![event]).await?;
+    state.store.appender.add(vec![event]).await?;
     Ok(())
 }
 
@@ -91,7 +91,7 @@ fn audit_row(
 /// group commit: `store::append`), before the response is sent.
 async fn record_issue(state: &AppState, mut rows: Vec<Row>, event: Row) -> Result<(), Error> {
     rows.push(event);
-    state.appender.add(rows).await?;
+    state.store.appender.add(rows).await?;
     Ok(())
 }
 

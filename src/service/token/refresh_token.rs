@@ -7,13 +7,13 @@
 
 use super::{Grant, Outcome, RefreshPlan, audit_event, audit_row, mint};
 use crate::crypto::sha256_hex;
+use crate::protocol::client_metadata::Client;
 use crate::protocol::error::OAuthError;
 use crate::protocol::grant::GrantType;
 use crate::protocol::scope::Scopes;
 use crate::protocol::token::{
     Presented, REFRESH_NOT_VALID, RefreshFacts, Rejection, Subject, check_refresh,
 };
-use crate::service::clients::Client;
 use crate::service::second_factor;
 use crate::state::AppState;
 use crate::store::entities::refresh_tokens::Model as RefreshToken;
@@ -28,8 +28,7 @@ pub async fn refresh(
 ) -> Outcome {
     let now = state.now();
     let hash = sha256_hex(token);
-    let Some((row, user, consent)) =
-        refresh_tokens::find_with_grant(&state.db, state.local_reader.as_ref(), &hash).await?
+    let Some((row, user, consent)) = refresh_tokens::find_with_grant(&state.store, &hash).await?
     else {
         return Err(OAuthError::invalid_grant(REFRESH_NOT_VALID).into());
     };
@@ -96,6 +95,7 @@ pub async fn refresh(
     // with the new tokens in it; there is no moment at which one exists
     // without the other.
     if !state
+        .store
         .appender
         .add_claimed(refresh_tokens::rotation(&hash, now), rows)
         .await?
@@ -103,14 +103,16 @@ pub async fn refresh(
         // Another request used it first: that is reuse too. Nothing of this
         // request was written; the family, the winner's tokens included,
         // is revoked.
-        let row = refresh_tokens::find(&state.db, &hash).await?.unwrap_or(row);
+        let row = refresh_tokens::find(&state.store.db, &hash)
+            .await?
+            .unwrap_or(row);
         return reuse_detected(state, client, &row).await;
     }
     Ok(response)
 }
 
 async fn reuse_detected(state: &AppState, client: &Client, row: &RefreshToken) -> Outcome {
-    refresh_tokens::revoke_family(&state.db, &row.family_id, state.now()).await?;
+    refresh_tokens::revoke_family(&state.store.db, &row.family_id, state.now()).await?;
     tracing::warn!(client_id = %client.client_id, "refresh token reuse: family revoked");
     audit_event(
         state,
