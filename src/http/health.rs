@@ -7,8 +7,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::json;
 
+use crate::service::health;
 use crate::state::AppState;
-use crate::store;
 
 /// The process is up and serving. Never touches the database, so a database
 /// outage does not get healthy nodes restarted.
@@ -20,7 +20,7 @@ pub async fn healthz_get() -> Json<serde_json::Value> {
 /// 200 again as soon as it does (the pool reconnects by itself).
 pub async fn readyz_get(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
     let limit = Duration::from_secs(state.settings.database.connect_timeout_secs.clamp(1, 5));
-    match tokio::time::timeout(limit, store::ping(&state.store.db)).await {
+    match tokio::time::timeout(limit, health::database_answers(&state)).await {
         Ok(Ok(())) => (
             StatusCode::OK,
             Json(json!({ "status": "ready", "database": "ok" })),

@@ -272,7 +272,13 @@ pub enum LoginError {
 /// the session records.
 pub struct NewSession {
     pub token: String,
-    pub user: User,
+    user: User,
+}
+
+impl NewSession {
+    pub fn user_id(&self) -> &str {
+        &self.user.id
+    }
 }
 
 /// Checks email and password through the password [`Counter`] of the
@@ -381,11 +387,12 @@ pub enum ReauthError {
 /// around the sign-in lockout. Failures and refusals are audited as `kind`.
 pub async fn reauthenticate(
     state: &AppState,
-    user: &User,
+    who: &LiveSession,
     password: &str,
     ip: Option<&str>,
     kind: &str,
 ) -> Result<Result<(), ReauthError>, Error> {
+    let user = &who.user;
     let counter = Counter::password(state, &user.email, ip);
     let checked = attempts::attempt(state, &counter, async {
         let right = state
@@ -427,8 +434,8 @@ pub async fn reauthenticate(
 }
 
 /// Records on the session that the password was just proved again.
-pub async fn password_proved(state: &AppState, session: &Session) -> Result<(), Error> {
-    sessions::set_pwd_at(&state.store.db, &session.id_hash, state.now()).await?;
+pub async fn password_proved(state: &AppState, who: &LiveSession) -> Result<(), Error> {
+    sessions::set_pwd_at(&state.store.db, &who.session.id_hash, state.now()).await?;
     Ok(())
 }
 
@@ -460,9 +467,10 @@ pub async fn start_session(state: &AppState, user_id: &str) -> Result<String, Er
 pub async fn add_second_factor(
     state: &AppState,
     old_token: &str,
-    session: &Session,
+    who: &LiveSession,
     factor: Factor,
 ) -> Result<String, Error> {
+    let session = &who.session;
     let token = random_token();
     let now = state.now();
     sessions::create(
@@ -488,12 +496,31 @@ pub async fn add_second_factor(
 /// resolution, and most requests then stay read-only.
 const TOUCH_EVERY_SECS: i64 = 60;
 
+/// A live session with its user: what the services hand the layer above
+/// in place of store rows, and take back. Only services see inside.
+#[derive(Debug, Clone)]
+pub struct LiveSession {
+    pub(in crate::service) session: Session,
+    pub(in crate::service) user: User,
+}
+
+impl LiveSession {
+    pub fn user_id(&self) -> &str {
+        &self.user.id
+    }
+
+    pub fn email(&self) -> &str {
+        &self.user.email
+    }
+
+    pub fn name(&self) -> &str {
+        &self.user.name
+    }
+}
+
 /// The live session behind a cookie value, with its user; `None` when the
 /// session is unknown, expired, idle too long, or its user is disabled.
-pub async fn current_session(
-    state: &AppState,
-    token: &str,
-) -> Result<Option<(Session, User)>, Error> {
+pub async fn current_session(state: &AppState, token: &str) -> Result<Option<LiveSession>, Error> {
     let now = state.now();
     let idle_cutoff = now - state.settings.session.idle_timeout_secs as i64;
     let id_hash = sha256_hex(token);
@@ -510,7 +537,7 @@ pub async fn current_session(
     if now - session.last_seen_at >= TOUCH_EVERY_SECS {
         sessions::touch(&state.store.db, &id_hash, now).await?;
     }
-    Ok(Some((session, user)))
+    Ok(Some(LiveSession { session, user }))
 }
 
 /// Ends a session server-side: the cookie is worthless afterwards.

@@ -18,12 +18,11 @@
 use crate::crypto::{random_id, random_token, sha256_hex};
 use crate::protocol::scope::Scopes;
 use crate::service::Error;
-use crate::service::accounts;
+use crate::service::accounts::{self, LiveSession};
 use crate::service::second_factor;
 use crate::state::AppState;
 use crate::store::api_keys::{self as store, NewApiKey};
 use crate::store::audit::{self, Event};
-use crate::store::entities::sessions::Model as Session;
 use crate::store::entities::users::Model as User;
 use crate::store::users;
 
@@ -161,7 +160,8 @@ pub enum Reauth {
 /// long-lived credential without the phone, or without the password when
 /// there is no phone (OWASP ASVS 2.5.7 / NIST SP 800-63B §6.1.2.1: proof of
 /// an authenticator before binding a new one).
-pub async fn reauth_needed(state: &AppState, session: &Session) -> Result<Option<Reauth>, Error> {
+pub async fn reauth_needed(state: &AppState, who: &LiveSession) -> Result<Option<Reauth>, Error> {
+    let session = &who.session;
     let now = state.now();
     let fresh_secs = state.settings.session.mfa_fresh_secs;
     if second_factor::enrolled(state, &session.user_id).await? {
@@ -192,12 +192,13 @@ impl std::fmt::Debug for CreatedKey {
 /// factor was needed (`needs_second_factor`) and obtained.
 pub async fn create(
     state: &AppState,
-    user: &User,
+    who: &LiveSession,
     name: &str,
     scopes: &[String],
     expires_in_days: Option<u32>,
     ip: Option<&str>,
 ) -> Result<Result<CreatedKey, KeyFieldErrors>, Error> {
+    let user = &who.user;
     let scope = parse_scopes(scopes);
     let errors = KeyFieldErrors {
         name: check_name(name),

@@ -123,7 +123,7 @@ pub async fn sign_out(
 ) -> Result<(), Error> {
     let user = accounts::current_session(state, token)
         .await?
-        .map(|(_, user)| user);
+        .map(|who| who.user);
     accounts::end_session(state, token).await?;
     if let Some(user) = user {
         let detail = std::iter::once(via.detail())

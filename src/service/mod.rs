@@ -6,6 +6,7 @@ pub mod api_keys;
 pub mod attempts;
 pub mod clients;
 pub mod error;
+pub mod health;
 pub mod introspection;
 pub mod limits;
 pub mod logout;

@@ -11,10 +11,12 @@ use crate::protocol::interaction::{self, Consent, Facts, SessionFacts};
 use crate::protocol::jwt::{self, AccessTokenClaims};
 use crate::protocol::scope::Scopes;
 use crate::service::Error;
+use crate::service::accounts::LiveSession;
 use crate::service::api_keys;
 use crate::service::error::Refused;
 use crate::service::second_factor;
 use crate::state::AppState;
+use crate::store::clients as store_clients;
 use crate::store::entities::access_tokens::Model as AccessToken;
 use crate::store::entities::authorization_codes::Model as Code;
 use crate::store::entities::interactions::Model as InteractionRow;
@@ -114,14 +116,14 @@ pub async fn decide(
     state: &AppState,
     interaction: &Interaction,
     client: &Client,
-    session: Option<&(Session, User)>,
+    session: Option<&LiveSession>,
 ) -> Result<Next, Error> {
     let request = &interaction.request;
     let now = state.now();
     let consented;
     let session_facts = match session {
         None => None,
-        Some((session, user)) => {
+        Some(LiveSession { session, user }) => {
             let hint_matches = request
                 .id_token_hint
                 .as_deref()
@@ -159,7 +161,7 @@ pub async fn decide(
         interaction::Next::Consent => Next::Consent,
         interaction::Next::Refuse(code, description) => fail(request, code, description),
         interaction::Next::Issue => match session {
-            Some((session, user)) => complete(state, interaction, session, user).await?,
+            Some(who) => complete(state, interaction, &who.session, &who.user).await?,
             // decide issues only for a session; this only unwraps.
             None => Next::Login,
         },
@@ -286,6 +288,39 @@ pub async fn grant_consent(
     )
     .await?;
     Ok(())
+}
+
+/// An application the user allowed, with the scopes it was granted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedApp {
+    pub client_id: String,
+    pub client_name: String,
+    pub scope: Scopes,
+}
+
+/// The applications the user consented to, oldest consent first (two
+/// queries, whatever their number). A consent whose client was deleted
+/// is not listed.
+pub async fn allowed_apps(state: &AppState, user_id: &str) -> Result<Vec<AllowedApp>, Error> {
+    let consents = consents::list_for_user(&state.store.db, user_id).await?;
+    let ids: Vec<String> = consents.iter().map(|c| c.client_id.clone()).collect();
+    let names: std::collections::HashMap<String, String> =
+        store_clients::find_many(&state.store.db, &ids)
+            .await?
+            .into_iter()
+            .map(|c| (c.client_id, c.name))
+            .collect();
+    Ok(consents
+        .into_iter()
+        .filter_map(|c| {
+            let client_name = names.get(&c.client_id)?.clone();
+            Some(AllowedApp {
+                client_name,
+                scope: Scopes::parse(&c.scope),
+                client_id: c.client_id,
+            })
+        })
+        .collect())
 }
 
 /// Forgets a user's consent to a client and revokes the access tokens the

@@ -6,6 +6,7 @@
 use crate::auth::factor::{ACR_MFA, Factors};
 use crate::protocol::interaction::Owed;
 use crate::service::Error;
+use crate::service::accounts::LiveSession;
 use crate::service::totp;
 use crate::state::AppState;
 use crate::store;
@@ -39,7 +40,8 @@ pub async fn owed(
 
 /// Whether the session owes its user's second factor before the user's
 /// own pages open (no client involved: only an enrolled factor is owed).
-pub async fn owed_for_account(state: &AppState, session: &Session) -> Result<bool, Error> {
+pub async fn owed_for_account(state: &AppState, who: &LiveSession) -> Result<bool, Error> {
+    let session = &who.session;
     Ok(!session.factors().has_second_factor() && enrolled(state, &session.user_id).await?)
 }
 

@@ -11,7 +11,7 @@ use crate::auth::factor::Factor;
 use crate::auth::totp::{self, TotpParams, sealed};
 use crate::crypto::{PurposeKey, sha256_hex};
 use crate::service::Error;
-use crate::service::accounts::{self, ReauthError};
+use crate::service::accounts::{self, LiveSession, ReauthError};
 use crate::service::attempts::{self, Counter, Outcome};
 use crate::state::AppState;
 use crate::store::audit::{self, Event};
@@ -95,9 +95,9 @@ pub async fn forget_activation(state: &AppState, session: &Session) -> Result<()
 /// `None` when 2FA is already on.
 pub async fn begin_activation(
     state: &AppState,
-    user: &User,
-    session: &Session,
+    who: &LiveSession,
 ) -> Result<Option<Activation>, Error> {
+    let (user, session) = (&who.user, &who.session);
     if store::is_enabled(&state.store.db, &user.id).await? {
         return Ok(None);
     }
@@ -123,9 +123,9 @@ pub async fn begin_activation(
 /// wrong code), or a fresh one when it has none or it expired.
 pub async fn current_activation(
     state: &AppState,
-    user: &User,
-    session: &Session,
+    who: &LiveSession,
 ) -> Result<Option<Activation>, Error> {
+    let (user, session) = (&who.user, &who.session);
     let live = store::live_enrollment(
         &state.store.db,
         &enrollment_key(session),
@@ -141,7 +141,7 @@ pub async fn current_activation(
     {
         return Ok(Some(activation(state, user, &secret, &params)));
     }
-    begin_activation(state, user, session).await
+    begin_activation(state, who).await
 }
 
 fn activation(state: &AppState, user: &User, secret: &[u8], params: &TotpParams) -> Activation {
@@ -295,11 +295,11 @@ async fn new_recovery_codes(state: &AppState, user_id: &str) -> Result<Vec<Strin
 /// counter like any other, and its time-step counts as used.
 pub async fn confirm_activation(
     state: &AppState,
-    user: &User,
-    session: &Session,
+    who: &LiveSession,
     code: &str,
     ip: Option<&str>,
 ) -> Result<Result<Vec<String>, CodeError>, Error> {
+    let (user, session) = (&who.user, &who.session);
     let now = state.now();
     let Some(enrollment) =
         store::live_enrollment(&state.store.db, &enrollment_key(session), &user.id, now).await?
@@ -362,20 +362,21 @@ pub async fn confirm_activation(
 /// The sign-in challenge: a code from the app or an unused recovery code.
 pub async fn verify_second_factor(
     state: &AppState,
-    user: &User,
+    who: &LiveSession,
     input: &str,
     ip: Option<&str>,
 ) -> Result<Result<Passed, CodeError>, Error> {
-    check_code(state, user, input, true, ip).await
+    check_code(state, &who.user, input, true, ip).await
 }
 
 /// Replaces the recovery codes; needs a valid code from the app.
 pub async fn regenerate_recovery_codes(
     state: &AppState,
-    user: &User,
+    who: &LiveSession,
     code: &str,
     ip: Option<&str>,
 ) -> Result<Result<Vec<String>, CodeError>, Error> {
+    let user = &who.user;
     if let Err(e) = check_code(state, user, code, false, ip).await? {
         return Ok(Err(e));
     }
@@ -406,12 +407,13 @@ pub enum DeactivateError {
 /// user is emailed.
 pub async fn deactivate(
     state: &AppState,
-    user: &User,
+    who: &LiveSession,
     password: &str,
     code: &str,
     ip: Option<&str>,
 ) -> Result<Result<(), DeactivateError>, Error> {
-    match accounts::reauthenticate(state, user, password, ip, "totp.deactivate").await? {
+    let user = &who.user;
+    match accounts::reauthenticate(state, who, password, ip, "totp.deactivate").await? {
         Ok(()) => {}
         Err(ReauthError::WrongPassword) => return Ok(Err(DeactivateError::WrongPassword)),
         Err(ReauthError::Locked { retry_after_secs }) => {

@@ -77,6 +77,20 @@ pub async fn find_by_id(
     Clients::find_by_id(client_id.to_owned()).one(db).await
 }
 
+/// The clients with these ids that exist, in one query.
+pub async fn find_many(
+    db: &DatabaseConnection,
+    client_ids: &[String],
+) -> Result<Vec<ClientRow>, sea_orm::DbErr> {
+    if client_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Clients::find()
+        .filter(clients::Column::ClientId.is_in(client_ids.iter().cloned()))
+        .all(db)
+        .await
+}
+
 /// Every client, oldest first (ties, within one second, by name then id so
 /// the order is stable).
 pub async fn list(db: &DatabaseConnection) -> Result<Vec<ClientRow>, sea_orm::DbErr> {

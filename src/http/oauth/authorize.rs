@@ -297,7 +297,7 @@ pub async fn consent_get(
             page: Layout::new(&state, &format!("Allow {}?", client.name)),
             csrf_token: Csrf::for_session(&who.token).token(&state),
             client_name: client.name.clone(),
-            email: who.user.email.clone(),
+            email: who.account.email().to_owned(),
             scopes,
             action: with_interaction("/consent", &interaction.id),
         };
@@ -325,7 +325,7 @@ pub async fn consent_post(
         };
         match form.decision.as_str() {
             "allow" => {
-                oidc::grant_consent(&state, &who.user.id, &interaction.request).await?;
+                oidc::grant_consent(&state, who.account.user_id(), &interaction.request).await?;
                 drive(&state, &headers, &interaction, &client).await
             }
             "deny" => Ok(go(

@@ -105,7 +105,7 @@ async fn relying_party_logout(
             Some(token) => accounts::current_session(&state, token).await?,
             None => None,
         };
-        let user_id = signed_in.as_ref().map(|(_, user)| user.id.as_str());
+        let user_id = signed_in.as_ref().map(|who| who.user_id());
         match decide_logout(resolved.hint.as_ref(), user_id) {
             LogoutDecision::EndSession => {
                 if let Some(token) = &token {
@@ -127,7 +127,7 @@ async fn relying_party_logout(
                 Ok(with_cookie(answer, Some(clear_session_cookie(&state))))
             }
             LogoutDecision::Confirm => {
-                let email = signed_in.map(|(_, user)| user.email);
+                let email = signed_in.map(|who| who.email().to_owned());
                 Ok(confirm_page(&state, headers, &request, email))
             }
         }

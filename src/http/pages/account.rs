@@ -385,7 +385,7 @@ pub async fn login_post(
                 }
                 // With 2FA on, this session has only the password so far;
                 // the code prompt completes it (and gives it a new id).
-                let next = if second_factor::enrolled(&state, &session.user.id).await? {
+                let next = if second_factor::enrolled(&state, session.user_id()).await? {
                     match interaction {
                         Some(id) => with_interaction("/login/2fa", id),
                         None => "/login/2fa".to_owned(),

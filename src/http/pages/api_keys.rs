@@ -161,7 +161,7 @@ async fn keys_page(
     extras: Extras,
 ) -> Result<Response, PageError> {
     let now = state.now();
-    let keys = api_keys::list(state, &who.user.id)
+    let keys = api_keys::list(state, who.account.user_id())
         .await?
         .iter()
         .map(|k| KeyView::of(k, now))
@@ -243,7 +243,7 @@ pub async fn api_keys_post(
         };
 
         let mut renewed = None;
-        match api_keys::reauth_needed(&state, &who.session).await? {
+        match api_keys::reauth_needed(&state, &who.account).await? {
             None => {}
             Some(Reauth::Code) => {
                 let Some(code) = code else {
@@ -256,13 +256,14 @@ pub async fn api_keys_post(
                         None,
                     ));
                 };
-                match totp::verify_second_factor(&state, &who.user, &code, ip.as_deref()).await? {
+                match totp::verify_second_factor(&state, &who.account, &code, ip.as_deref()).await?
+                {
                     Ok(passed) => {
                         // A fresh factor on this session, under a new session id.
                         let token = accounts::add_second_factor(
                             &state,
                             &who.token,
-                            &who.session,
+                            &who.account,
                             passed.factor(),
                         )
                         .await?;
@@ -297,14 +298,14 @@ pub async fn api_keys_post(
                 };
                 let checked = accounts::reauthenticate(
                     &state,
-                    &who.user,
+                    &who.account,
                     &password,
                     ip.as_deref(),
                     "api_key.reauth",
                 )
                 .await?;
                 match checked {
-                    Ok(()) => accounts::password_proved(&state, &who.session).await?,
+                    Ok(()) => accounts::password_proved(&state, &who.account).await?,
                     Err(ReauthError::WrongPassword) => {
                         return Ok(reauth_page(
                             &state,
@@ -333,7 +334,7 @@ pub async fn api_keys_post(
 
         let created = api_keys::create(
             &state,
-            &who.user,
+            &who.account,
             &form.name,
             &form.scopes,
             expires,
@@ -399,7 +400,7 @@ pub async fn api_key_revoke_post(
             Err(redirect) => return Ok(redirect),
         };
         let form = checked_form(&state, &headers, form)?;
-        if api_keys::revoke(&state, &who.user.id, &form.key_id, ip.as_deref()).await? {
+        if api_keys::revoke(&state, who.account.user_id(), &form.key_id, ip.as_deref()).await? {
             return Ok(see_other(&format!("{PATH}?revoked=1")));
         }
         // Unknown, already revoked, or another user's: the same answer.

@@ -18,10 +18,9 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 
 use crate::http::cookies;
 pub use crate::http::error::PageError;
-use crate::service::accounts;
+use crate::service::accounts::{self, LiveSession};
 use crate::service::second_factor;
 use crate::state::AppState;
-use crate::store::entities::{sessions::Model as Session, users::Model as User};
 
 /// What the layout needs on every page.
 pub struct Layout {
@@ -228,8 +227,7 @@ pub trait HasCsrf {
 
 /// The signed-in session behind the request's cookie, if live.
 pub struct SignedIn {
-    pub session: Session,
-    pub user: User,
+    pub account: LiveSession,
     pub token: String,
 }
 
@@ -245,15 +243,11 @@ pub async fn visitor(state: &AppState, headers: &HeaderMap) -> Result<Visitor, P
     let Some(token) = session_token(state, headers) else {
         return Ok(Visitor::Anonymous);
     };
-    let Some((session, user)) = accounts::current_session(state, &token).await? else {
+    let Some(account) = accounts::current_session(state, &token).await? else {
         return Ok(Visitor::Anonymous);
     };
-    let needs_otp = second_factor::owed_for_account(state, &session).await?;
-    let who = SignedIn {
-        session,
-        user,
-        token,
-    };
+    let needs_otp = second_factor::owed_for_account(state, &account).await?;
+    let who = SignedIn { account, token };
     Ok(if needs_otp {
         Visitor::NeedsSecondFactor(who)
     } else {

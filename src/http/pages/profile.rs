@@ -12,7 +12,7 @@ use super::{
     respond, see_other,
 };
 use crate::http::csrf::Csrf;
-use crate::service::{accounts, clients, totp};
+use crate::service::{accounts, oidc, totp};
 use crate::state::AppState;
 
 csrf_form!(ProfileForm { name });
@@ -45,19 +45,15 @@ pub struct ProfileSections {
 
 impl ProfileSections {
     pub async fn load(state: &AppState, user_id: &str) -> Result<Self, PageError> {
-        let mut consents = Vec::new();
-        for consent in crate::store::consents::list_for_user(&state.store.db, user_id)
-            .await
-            .map_err(|e| PageError::Internal(e.to_string()))?
-        {
-            if let Some(client) = clients::find(state, &consent.client_id).await? {
-                consents.push(ConsentView {
-                    client_id: client.client_id,
-                    client_name: client.name,
-                    scopes: consent.scope.replace(' ', ", "),
-                });
-            }
-        }
+        let consents = oidc::allowed_apps(state, user_id)
+            .await?
+            .into_iter()
+            .map(|app| ConsentView {
+                client_id: app.client_id,
+                client_name: app.client_name,
+                scopes: app.scope.to_wire().replace(' ', ", "),
+            })
+            .collect();
         Ok(Self {
             two_factor: TwoFactorStatus::of(state, user_id).await?,
             consents,
@@ -100,7 +96,7 @@ pub fn profile_page(
         page: Layout::new(state, "My profile"),
         csrf_token: Csrf::for_session(&who.token).token(state),
         name: name.to_owned(),
-        email: who.user.email.clone(),
+        email: who.account.email().to_owned(),
         name_error,
         notice: notice.map(str::to_owned),
     };
@@ -145,12 +141,12 @@ pub async fn profile_get(
             Err(redirect) => return Ok(redirect),
         };
         let notice = query.ok().and_then(|Query(q)| q.notice());
-        let sections = ProfileSections::load(&state, &who.user.id).await?;
+        let sections = ProfileSections::load(&state, who.account.user_id()).await?;
         Ok(profile_page(
             &state,
             &who,
             StatusCode::OK,
-            &who.user.name,
+            who.account.name(),
             None,
             notice,
             sections,
@@ -172,7 +168,7 @@ pub async fn profile_post(
         };
         let form = checked_form(&state, &headers, form)?;
         Ok(
-            match accounts::update_name(&state, &who.user.id, &form.name).await? {
+            match accounts::update_name(&state, who.account.user_id(), &form.name).await? {
                 Ok(()) => see_other("/profile?saved=1"),
                 Err(error) => profile_page(
                     &state,
@@ -181,7 +177,7 @@ pub async fn profile_post(
                     &form.name,
                     Some(error),
                     None,
-                    ProfileSections::load(&state, &who.user.id).await?,
+                    ProfileSections::load(&state, who.account.user_id()).await?,
                 ),
             },
         )
@@ -205,7 +201,7 @@ pub async fn consent_revoke_post(
             Err(redirect) => return Ok(redirect),
         };
         let form = checked_form(&state, &headers, form)?;
-        crate::service::oidc::revoke_consent(&state, &who.user.id, &form.client_id).await?;
+        oidc::revoke_consent(&state, who.account.user_id(), &form.client_id).await?;
         Ok(see_other("/profile?revoked=1"))
     }
     .await;

@@ -142,12 +142,12 @@ pub async fn login_2fa_post(
             Visitor::Anonymous => return Ok(see_other(&in_flow("/login", interaction))),
         };
         let form = checked_form(&state, &headers, form)?;
-        match totp::verify_second_factor(&state, &who.user, &form.code, ip.as_deref()).await? {
+        match totp::verify_second_factor(&state, &who.account, &form.code, ip.as_deref()).await? {
             Ok(passed) => {
                 let token =
-                    accounts::add_second_factor(&state, &who.token, &who.session, passed.factor())
+                    accounts::add_second_factor(&state, &who.token, &who.account, passed.factor())
                         .await?;
-                tracing::info!(user_id = %who.user.id, "second factor passed");
+                tracing::info!(user_id = %who.account.user_id(), "second factor passed");
                 Ok(with_cookie(
                     see_other(&after_sign_in(interaction)),
                     Some(session_cookie(&state, &token)),
@@ -223,8 +223,8 @@ async fn activate_page(
     // A new visit starts afresh; a page shown again after a wrong code keeps
     // the secret the app has just scanned.
     let activation = match error {
-        None => totp::begin_activation(state, &who.user, &who.session).await?,
-        Some(_) => totp::current_activation(state, &who.user, &who.session).await?,
+        None => totp::begin_activation(state, &who.account).await?,
+        Some(_) => totp::current_activation(state, &who.account).await?,
     };
     let Some(activation) = activation else {
         // Already on: nothing to activate.
@@ -276,12 +276,12 @@ pub async fn activate_post(
             Err(redirect) => return Ok(redirect),
         };
         let form = checked_form(&state, &headers, form)?;
-        match totp::confirm_activation(&state, &who.user, &who.session, &form.code, ip.as_deref())
+        match totp::confirm_activation(&state, &who.account, &form.code, ip.as_deref())
             .await? {
             Ok(codes) => {
                 // The code proved the second factor: this session now has it.
                 let token =
-                    accounts::add_second_factor(&state, &who.token, &who.session, Factor::Totp)
+                    accounts::add_second_factor(&state, &who.token, &who.account, Factor::Totp)
                         .await?;
                 let page = RecoveryCodesPage {
                     page: Layout::new(&state, "Two-factor authentication is on"),
@@ -324,7 +324,7 @@ async fn profile_with(
     error: &CodeError,
     place: impl FnOnce(&mut TwoFactorStatus, String),
 ) -> Result<Response, PageError> {
-    let mut sections = ProfileSections::load(state, &who.user.id).await?;
+    let mut sections = ProfileSections::load(state, who.account.user_id()).await?;
     let Some(status) = sections.two_factor.as_mut() else {
         return Ok(see_other("/profile"));
     };
@@ -334,7 +334,7 @@ async fn profile_with(
             state,
             who,
             code_status(error),
-            &who.user.name,
+            who.account.name(),
             None,
             None,
             sections,
@@ -355,7 +355,9 @@ pub async fn recovery_codes_post(
             Err(redirect) => return Ok(redirect),
         };
         let form = checked_form(&state, &headers, form)?;
-        match totp::regenerate_recovery_codes(&state, &who.user, &form.code, ip.as_deref()).await? {
+        match totp::regenerate_recovery_codes(&state, &who.account, &form.code, ip.as_deref())
+            .await?
+        {
             Ok(codes) => {
                 let page = RecoveryCodesPage {
                     page: Layout::new(&state, "New recovery codes"),
@@ -389,7 +391,14 @@ pub async fn deactivate_post(
             Err(redirect) => return Ok(redirect),
         };
         let form = checked_form(&state, &headers, form)?;
-        match totp::deactivate(&state, &who.user, &form.password, &form.code, ip.as_deref()).await?
+        match totp::deactivate(
+            &state,
+            &who.account,
+            &form.password,
+            &form.code,
+            ip.as_deref(),
+        )
+        .await?
         {
             Ok(()) => Ok(see_other("/profile?two_factor=off")),
             Err(DeactivateError::WrongPassword) => {
