@@ -107,3 +107,23 @@ fn the_path_matcher_matches_paths_not_prefixes() {
     assert!(names("use crate::store::users;", "crate::store"));
     assert!(!names("use crate::storefront;", "crate::store"));
 }
+
+#[test]
+fn pages_do_not_import_the_protocol_endpoints() {
+    // The endpoints render pages (`http::pages`); what both need of an
+    // interaction is in `http::interaction`, so the edge runs one way.
+    let mut found = Vec::new();
+    for file in rust_files(&root().join("src/http/pages")) {
+        let text = fs::read_to_string(&file).expect("read a source file");
+        for line in code_lines(&text) {
+            if names(line, "crate::http::oauth") {
+                found.push(format!("{}: {line}", relative(&file)));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "http::pages imports http::oauth:\n{}",
+        found.join("\n")
+    );
+}

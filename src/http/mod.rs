@@ -8,6 +8,7 @@ pub mod csrf;
 pub mod discovery;
 pub mod error;
 pub mod health;
+pub mod interaction;
 pub mod limit;
 pub mod oauth;
 pub mod pages;
@@ -70,7 +71,7 @@ pub fn router(state: AppState) -> Router {
             axum::routing::post(oauth::introspect::introspect_post),
         )
         .route(
-            "/authorize/resume",
+            interaction::RESUME_PATH,
             get(oauth::authorize::resume_get).post(oauth::authorize::resume_post),
         )
         .route(

@@ -14,6 +14,7 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use crate::http::csrf::Csrf;
+use crate::http::interaction::with_interaction;
 use crate::http::pages::{
     self, FormInput, Layout, PageError, Visitor, checked_form, csrf_form, message, render, respond,
     see_other, visitor,
@@ -25,14 +26,6 @@ use crate::service::accounts;
 use crate::service::clients;
 use crate::service::oidc::{self, AuthorizationResponse, Interaction, Next};
 use crate::state::AppState;
-
-/// The query parameter that carries an interaction's id between pages.
-pub const INTERACTION: &str = "interaction";
-
-/// `path?interaction=ID`.
-pub fn with_interaction(path: &str, id: &str) -> String {
-    authorize::redirect_with(path, &[(INTERACTION, id)])
-}
 
 pub async fn authorize(
     State(state): State<AppState>,
@@ -338,13 +331,4 @@ pub async fn consent_post(
     }
     .await;
     respond(&state, result)
-}
-
-/// Where a sign-in step goes when it is done: back into the interaction it
-/// belongs to, else the profile.
-pub fn after_sign_in(interaction: Option<&str>) -> String {
-    match interaction {
-        Some(id) if !id.is_empty() => with_interaction("/authorize/resume", id),
-        _ => "/profile".to_owned(),
-    }
 }

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::http::client_ip::ClientIp;
 use crate::http::csrf::Csrf;
-use crate::http::oauth::authorize::{after_sign_in, with_interaction};
+use crate::http::interaction::{after_sign_in, with_interaction};
 use crate::service::accounts::{self, FieldErrors, LinkError, LoginError};
 use crate::service::limits::Action;
 use crate::service::{oidc, second_factor};

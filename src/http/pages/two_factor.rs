@@ -15,7 +15,7 @@ use super::{
 };
 use crate::http::client_ip::ClientIp;
 use crate::http::csrf::Csrf;
-use crate::http::oauth::authorize::{after_sign_in, with_interaction};
+use crate::http::interaction::{after_sign_in, with_interaction};
 use crate::service::accounts;
 use crate::service::totp::{self, CodeError, DeactivateError};
 use crate::state::AppState;
