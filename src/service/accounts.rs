@@ -10,7 +10,7 @@ use crate::service::attempts::{self, Counter, Outcome};
 use crate::service::mail::{self, Intent};
 use crate::service::second_factor;
 use crate::state::AppState;
-use crate::store::audit::{self, Event};
+use crate::store::audit::{self, AuditEvent, Kind, Outcome as AuditOutcome};
 use crate::store::email_tokens::{self, Purpose, Unusable};
 use crate::store::entities::sessions::Model as Session;
 use crate::store::entities::users::Model as User;
@@ -90,7 +90,7 @@ fn password_error(error: PasswordRuleError) -> String {
 }
 
 /// Records a security event in the audit log, at the clock's time.
-pub(crate) async fn record(state: &AppState, event: Event<'_>) -> Result<(), Error> {
+pub(crate) async fn record(state: &AppState, event: AuditEvent<'_>) -> Result<(), Error> {
     audit::record(&state.store.appender, event, state.now()).await?;
     Ok(())
 }
@@ -100,15 +100,15 @@ pub(crate) async fn record(state: &AppState, event: Event<'_>) -> Result<(), Err
 /// itself: the log is no place for them).
 async fn audit_sign_in(
     state: &AppState,
-    outcome: &str,
+    outcome: AuditOutcome,
     user_id: Option<&str>,
     ip: Option<&str>,
     detail: Option<&str>,
 ) -> Result<(), Error> {
     record(
         state,
-        Event {
-            kind: "signin.password",
+        AuditEvent {
+            kind: Kind::SigninPassword,
             outcome,
             user_id,
             client_id: None,
@@ -317,7 +317,7 @@ pub async fn login(
     let user = match verified {
         Outcome::Passed(user) => user,
         Outcome::Locked { retry_after_secs } => {
-            audit_sign_in(state, "locked", user_id, ip, None).await?;
+            audit_sign_in(state, AuditOutcome::Locked, user_id, ip, None).await?;
             return Ok(Err(LoginError::Locked { retry_after_secs }));
         }
         Outcome::Failed {
@@ -329,7 +329,7 @@ pub async fn login(
             } else {
                 "unknown email"
             };
-            audit_sign_in(state, "failure", user_id, ip, Some(detail)).await?;
+            audit_sign_in(state, AuditOutcome::Failure, user_id, ip, Some(detail)).await?;
             let Some(delay) = lock_secs else {
                 return Ok(Err(LoginError::Invalid));
             };
@@ -341,9 +341,9 @@ pub async fn login(
             // Like `totp.lockout`: the moment the lock starts, on its own row.
             record(
                 state,
-                Event {
-                    kind: "signin.lockout",
-                    outcome: "locked",
+                AuditEvent {
+                    kind: Kind::SigninLockout,
+                    outcome: AuditOutcome::Locked,
                     user_id,
                     client_id: None,
                     ip,
@@ -359,15 +359,29 @@ pub async fn login(
         }
     };
     if user.disabled {
-        audit_sign_in(state, "failure", user_id, ip, Some("account disabled")).await?;
+        audit_sign_in(
+            state,
+            AuditOutcome::Failure,
+            user_id,
+            ip,
+            Some("account disabled"),
+        )
+        .await?;
         return Ok(Err(LoginError::Disabled));
     }
     if !user.email_verified {
-        audit_sign_in(state, "failure", user_id, ip, Some("email not confirmed")).await?;
+        audit_sign_in(
+            state,
+            AuditOutcome::Failure,
+            user_id,
+            ip,
+            Some("email not confirmed"),
+        )
+        .await?;
         return Ok(Err(LoginError::Unconfirmed));
     }
     let token = start_session(state, &user.id).await?;
-    audit_sign_in(state, "success", user_id, ip, None).await?;
+    audit_sign_in(state, AuditOutcome::Success, user_id, ip, None).await?;
     tracing::info!(user_id = %user.id, "signed in");
     Ok(Ok(NewSession { token, user }))
 }
@@ -382,16 +396,30 @@ pub enum ReauthError {
     },
 }
 
+/// What a password is asked for again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReauthFor {
+    /// Creating an API key without a second factor.
+    ApiKey,
+    /// Turning two-factor authentication off.
+    DeactivateTotp,
+}
+
 /// Checks a signed-in user's password again (2FA deactivation, an API key
 /// without 2FA), through the same counter as sign-in: no form is a way
-/// around the sign-in lockout. Failures and refusals are audited as `kind`.
+/// around the sign-in lockout. Failures and refusals are audited under
+/// the purpose's kind.
 pub async fn reauthenticate(
     state: &AppState,
     who: &LiveSession,
     password: &str,
     ip: Option<&str>,
-    kind: &str,
+    purpose: ReauthFor,
 ) -> Result<Result<(), ReauthError>, Error> {
+    let kind = match purpose {
+        ReauthFor::ApiKey => Kind::ApiKeyReauth,
+        ReauthFor::DeactivateTotp => Kind::TotpDeactivate,
+    };
     let user = &who.user;
     let counter = Counter::password(state, &user.email, ip);
     let checked = attempts::attempt(state, &counter, async {
@@ -404,11 +432,13 @@ pub async fn reauthenticate(
     .await?;
     let (outcome, detail, error) = match checked {
         Outcome::Passed(()) => return Ok(Ok(())),
-        Outcome::Locked { retry_after_secs } => {
-            ("locked", None, ReauthError::Locked { retry_after_secs })
-        }
+        Outcome::Locked { retry_after_secs } => (
+            AuditOutcome::Locked,
+            None,
+            ReauthError::Locked { retry_after_secs },
+        ),
         Outcome::Failed { lock_secs, .. } => (
-            "failure",
+            AuditOutcome::Failure,
             Some("wrong password"),
             match lock_secs {
                 Some(delay) => ReauthError::Locked {
@@ -420,7 +450,7 @@ pub async fn reauthenticate(
     };
     record(
         state,
-        Event {
+        AuditEvent {
             kind,
             outcome,
             user_id: Some(&user.id),
@@ -642,9 +672,9 @@ pub async fn reset_password(
     }
     record(
         state,
-        Event {
-            kind: "password.reset",
-            outcome: "success",
+        AuditEvent {
+            kind: Kind::PasswordReset,
+            outcome: AuditOutcome::Success,
             user_id: Some(&user_id),
             client_id: None,
             ip: None,

@@ -22,7 +22,7 @@ use crate::service::accounts::{self, LiveSession};
 use crate::service::second_factor;
 use crate::state::AppState;
 use crate::store::api_keys::{self as store, NewApiKey};
-use crate::store::audit::{self, Event};
+use crate::store::audit::{self, AuditEvent, Kind, Outcome as AuditOutcome};
 use crate::store::entities::users::Model as User;
 use crate::store::users;
 
@@ -224,7 +224,7 @@ pub async fn create(
     )
     .await?;
     let detail = format!("key {}; scope {}", row.id, row.scope);
-    audit_event(state, "api_key.created", &user.id, ip, &detail).await?;
+    audit_event(state, Kind::ApiKeyCreated, &user.id, ip, &detail).await?;
     // Every new key is told to its owner: a key made from a stolen session
     // does not go unnoticed.
     let product = &state.settings.ui.product_name;
@@ -267,7 +267,7 @@ pub async fn revoke(
         return Ok(false);
     }
     let detail = format!("key {key_id}");
-    audit_event(state, "api_key.revoked", user_id, ip, &detail).await?;
+    audit_event(state, Kind::ApiKeyRevoked, user_id, ip, &detail).await?;
     tracing::info!(%user_id, %key_id, "API key revoked");
     Ok(true)
 }
@@ -322,16 +322,16 @@ pub fn status(key: &ApiKeyModel, now: i64) -> KeyStatus {
 
 async fn audit_event(
     state: &AppState,
-    kind: &str,
+    kind: Kind,
     user_id: &str,
     ip: Option<&str>,
     detail: &str,
 ) -> Result<(), Error> {
     audit::record(
         &state.store.appender,
-        Event {
+        AuditEvent {
             kind,
-            outcome: "success",
+            outcome: AuditOutcome::Success,
             user_id: Some(user_id),
             client_id: None,
             ip,

@@ -16,7 +16,7 @@ use crate::protocol::client_metadata::{
 
 use crate::service::Error;
 use crate::state::AppState;
-use crate::store::audit::{self, Event};
+use crate::store::audit::{self, AuditEvent, Kind, Outcome as AuditOutcome};
 use crate::store::client_cache::CachedClient;
 use crate::store::clients::{self as store, NewClientRow};
 
@@ -41,15 +41,15 @@ impl From<sea_orm::DbErr> for ClientError {
 
 async fn audit(
     state: &AppState,
-    kind: &str,
+    kind: Kind,
     client_id: &str,
     detail: Option<&str>,
 ) -> Result<(), Error> {
     audit::record(
         &state.store.appender,
-        Event {
+        AuditEvent {
             kind,
-            outcome: "success",
+            outcome: AuditOutcome::Success,
             user_id: None,
             client_id: Some(client_id),
             ip: None,
@@ -101,7 +101,7 @@ pub async fn create(
     let client = store::decode(row)?;
     let kind = if public { "public" } else { "confidential" };
     let detail = format!("{kind}: {}", client.name);
-    audit(state, "client.created", &client.client_id, Some(&detail)).await?;
+    audit(state, Kind::ClientCreated, &client.client_id, Some(&detail)).await?;
     tracing::info!(client_id = %client.client_id, public, "client registered");
     Ok((client, secret))
 }
@@ -128,7 +128,7 @@ pub async fn list(state: &AppState) -> Result<Vec<Client>, Error> {
 pub async fn delete(state: &AppState, client_id: &str) -> Result<bool, Error> {
     let deleted = store::delete(&state.store.db, client_id).await?;
     if deleted {
-        audit(state, "client.deleted", client_id, None).await?;
+        audit(state, Kind::ClientDeleted, client_id, None).await?;
         tracing::info!(%client_id, "client deleted");
     }
     Ok(deleted)
@@ -161,7 +161,7 @@ pub async fn rotate_secret(
         // Deleted in the meantime.
         return Ok(None);
     }
-    audit(state, "client.secret_rotated", client_id, None).await?;
+    audit(state, Kind::ClientSecretRotated, client_id, None).await?;
     tracing::info!(%client_id, "client secret rotated");
     Ok(Some(secret))
 }

@@ -11,7 +11,7 @@ use crate::service::Error;
 use crate::service::accounts;
 use crate::service::{clients, oidc};
 use crate::state::AppState;
-use crate::store::audit::Event;
+use crate::store::audit::{AuditEvent, Kind, Outcome as AuditOutcome};
 
 /// A logout request checked against what we know.
 #[derive(Debug, Clone)]
@@ -132,9 +132,9 @@ pub async fn sign_out(
             .join("; ");
         accounts::record(
             state,
-            Event {
-                kind: "session.logout",
-                outcome: "success",
+            AuditEvent {
+                kind: Kind::SessionLogout,
+                outcome: AuditOutcome::Success,
                 user_id: Some(&user.id),
                 client_id,
                 ip,

@@ -5,6 +5,7 @@ use crate::protocol::client_metadata::Client;
 use crate::service::Error;
 use crate::service::token::{access_token_jti, audit_event};
 use crate::state::AppState;
+use crate::store::audit::{Kind, Outcome as AuditOutcome};
 use crate::store::{access_tokens, refresh_tokens};
 
 /// RFC 7009 §2.1: revokes an access token (by its `jti`) or a refresh token
@@ -38,8 +39,8 @@ async fn revoke_refresh(state: &AppState, client: &Client, token: &str) -> Resul
     refresh_tokens::revoke_family(&state.store.db, &row.family_id, state.now()).await?;
     audit_event(
         state,
-        "token.revoked",
-        "success",
+        Kind::TokenRevoked,
+        AuditOutcome::Success,
         Some(&row.user_id),
         &client.client_id,
         Some("refresh_token"),
@@ -58,8 +59,8 @@ async fn revoke_access(state: &AppState, client: &Client, token: &str) -> Result
     }
     audit_event(
         state,
-        "token.revoked",
-        "success",
+        Kind::TokenRevoked,
+        AuditOutcome::Success,
         None,
         &client.client_id,
         Some("access_token"),

@@ -11,10 +11,10 @@ use crate::auth::factor::Factor;
 use crate::auth::totp::{self, TotpParams, sealed};
 use crate::crypto::{PurposeKey, sha256_hex};
 use crate::service::Error;
-use crate::service::accounts::{self, LiveSession, ReauthError};
+use crate::service::accounts::{self, LiveSession, ReauthError, ReauthFor};
 use crate::service::attempts::{self, Counter, Outcome};
 use crate::state::AppState;
-use crate::store::audit::{self, Event};
+use crate::store::audit::{self, AuditEvent, Kind, Outcome as AuditOutcome};
 use crate::store::entities::sessions::Model as Session;
 use crate::store::entities::totp_credentials::Model as Credential;
 use crate::store::entities::users::Model as User;
@@ -32,15 +32,15 @@ fn sealing_key(state: &AppState) -> [u8; 32] {
 
 async fn audit(
     state: &AppState,
-    kind: &str,
-    outcome: &str,
+    kind: Kind,
+    outcome: AuditOutcome,
     user_id: &str,
     ip: Option<&str>,
     detail: Option<&str>,
 ) -> Result<(), Error> {
     audit::record(
         &state.store.appender,
-        Event {
+        AuditEvent {
             kind,
             outcome,
             user_id: Some(user_id),
@@ -238,24 +238,48 @@ async fn audit_code_outcome(
     match checked {
         Outcome::Passed(passed) => {
             let kind = match passed {
-                Passed::Totp => "totp.check",
-                Passed::RecoveryCode => "recovery_code.used",
+                Passed::Totp => Kind::TotpCheck,
+                Passed::RecoveryCode => Kind::RecoveryCodeUsed,
             };
-            audit(state, kind, "success", &user.id, ip, None).await?;
+            audit(state, kind, AuditOutcome::Success, &user.id, ip, None).await?;
             Ok(Ok(passed))
         }
         Outcome::Locked { retry_after_secs } => {
-            audit(state, "totp.check", "locked", &user.id, ip, None).await?;
+            audit(
+                state,
+                Kind::TotpCheck,
+                AuditOutcome::Locked,
+                &user.id,
+                ip,
+                None,
+            )
+            .await?;
             Ok(Err(CodeError::Locked { retry_after_secs }))
         }
         Outcome::Failed {
             failures,
             lock_secs,
         } => {
-            audit(state, "totp.check", "failure", &user.id, ip, None).await?;
+            audit(
+                state,
+                Kind::TotpCheck,
+                AuditOutcome::Failure,
+                &user.id,
+                ip,
+                None,
+            )
+            .await?;
             if let Some(delay) = lock_secs {
                 let detail = format!("{failures} consecutive failures; locked {delay} s");
-                audit(state, "totp.lockout", "locked", &user.id, ip, Some(&detail)).await?;
+                audit(
+                    state,
+                    Kind::TotpLockout,
+                    AuditOutcome::Locked,
+                    &user.id,
+                    ip,
+                    Some(&detail),
+                )
+                .await?;
                 return Ok(Err(CodeError::Locked {
                     retry_after_secs: delay,
                 }));
@@ -343,7 +367,15 @@ pub async fn confirm_activation(
         return Ok(Err(CodeError::NoCredential));
     }
     let codes = new_recovery_codes(state, &user.id).await?;
-    audit(state, "totp.activated", "success", &user.id, ip, None).await?;
+    audit(
+        state,
+        Kind::TotpActivated,
+        AuditOutcome::Success,
+        &user.id,
+        ip,
+        None,
+    )
+    .await?;
     let product = &state.settings.ui.product_name;
     notify(
         state,
@@ -383,8 +415,8 @@ pub async fn regenerate_recovery_codes(
     let codes = new_recovery_codes(state, &user.id).await?;
     audit(
         state,
-        "recovery_codes.regenerated",
-        "success",
+        Kind::RecoveryCodesRegenerated,
+        AuditOutcome::Success,
         &user.id,
         ip,
         None,
@@ -413,7 +445,7 @@ pub async fn deactivate(
     ip: Option<&str>,
 ) -> Result<Result<(), DeactivateError>, Error> {
     let user = &who.user;
-    match accounts::reauthenticate(state, who, password, ip, "totp.deactivate").await? {
+    match accounts::reauthenticate(state, who, password, ip, ReauthFor::DeactivateTotp).await? {
         Ok(()) => {}
         Err(ReauthError::WrongPassword) => return Ok(Err(DeactivateError::WrongPassword)),
         Err(ReauthError::Locked { retry_after_secs }) => {
@@ -426,7 +458,15 @@ pub async fn deactivate(
         return Ok(Err(DeactivateError::Code(e)));
     }
     remove(state, &user.id).await?;
-    audit(state, "totp.deactivated", "success", &user.id, ip, None).await?;
+    audit(
+        state,
+        Kind::TotpDeactivated,
+        AuditOutcome::Success,
+        &user.id,
+        ip,
+        None,
+    )
+    .await?;
     let product = &state.settings.ui.product_name;
     notify(
         state,
@@ -460,8 +500,8 @@ pub async fn reset_by_operator(state: &AppState, email: &str) -> Result<Option<U
     sessions::delete_for_user(&state.store.db, &user.id).await?;
     audit(
         state,
-        "totp.reset_by_operator",
-        "success",
+        Kind::TotpResetByOperator,
+        AuditOutcome::Success,
         &user.id,
         None,
         None,

@@ -22,7 +22,7 @@ use super::{
 use crate::http::client_ip::ClientIp;
 use crate::http::csrf::Csrf;
 use crate::protocol::scope;
-use crate::service::accounts::{self, ReauthError};
+use crate::service::accounts::{self, ReauthError, ReauthFor};
 use crate::service::api_keys::{self, ApiKeyModel, KeyFieldErrors, KeyStatus, Reauth};
 use crate::service::totp::{self, CodeError};
 use crate::state::AppState;
@@ -301,7 +301,7 @@ pub async fn api_keys_post(
                     &who.account,
                     &password,
                     ip.as_deref(),
-                    "api_key.reauth",
+                    ReauthFor::ApiKey,
                 )
                 .await?;
                 match checked {

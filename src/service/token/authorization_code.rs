@@ -14,6 +14,7 @@ use crate::protocol::token::{
 };
 use crate::service::Error;
 use crate::state::AppState;
+use crate::store::audit::{Kind, Outcome as AuditOutcome};
 use crate::store::{access_tokens, authorization_codes, refresh_tokens, users};
 
 /// What the client sent at `/token` with `grant_type=authorization_code`.
@@ -78,8 +79,8 @@ pub async fn redeem(state: &AppState, client: &Client, sent: Request<'_>) -> Out
     let (response, mut rows) = mint(state, client, &grant, refresh);
     rows.push(audit_row(
         state,
-        "token.issued",
-        "success",
+        Kind::TokenIssued,
+        AuditOutcome::Success,
         Some(&user.id),
         &client.client_id,
         Some("authorization_code"),
@@ -102,8 +103,8 @@ async fn replayed(state: &AppState, client: &Client, code_hash: &str, user_id: &
     revoke_what_it_bought(state, code_hash).await?;
     audit_event(
         state,
-        "code.replayed",
-        "revoked",
+        Kind::CodeReplayed,
+        AuditOutcome::Revoked,
         Some(user_id),
         &client.client_id,
         None,

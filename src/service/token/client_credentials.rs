@@ -6,6 +6,7 @@ use crate::protocol::client_metadata::Client;
 use crate::protocol::error::{OAuthError, OAuthErrorCode};
 use crate::protocol::scope::Scopes;
 use crate::state::AppState;
+use crate::store::audit::{Kind, Outcome as AuditOutcome};
 
 /// Issues the client a token for `scope`, or for all it may have.
 pub async fn issue(state: &AppState, client: &Client, scope: Option<&str>) -> Outcome {
@@ -51,8 +52,8 @@ pub async fn issue(state: &AppState, client: &Client, scope: Option<&str>) -> Ou
     );
     let event = audit_row(
         state,
-        "token.issued",
-        "success",
+        Kind::TokenIssued,
+        AuditOutcome::Success,
         None,
         &client.client_id,
         Some("client_credentials"),

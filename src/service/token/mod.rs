@@ -20,7 +20,7 @@ use crate::service::error::Refused;
 use crate::service::oidc::public_key;
 use crate::state::AppState;
 use crate::store::append::Row;
-use crate::store::audit::{self, Event};
+use crate::store::audit::{self, AuditEvent, Kind, Outcome as AuditOutcome};
 use crate::store::entities::refresh_tokens::Model as RefreshToken;
 use crate::store::entities::users::Model as User;
 use crate::store::{access_tokens, refresh_tokens};
@@ -55,8 +55,8 @@ struct Grant<'a> {
 
 pub(crate) async fn audit_event(
     state: &AppState,
-    kind: &str,
-    outcome: &str,
+    kind: Kind,
+    outcome: AuditOutcome,
     user_id: Option<&str>,
     client_id: &str,
     detail: Option<&str>,
@@ -68,14 +68,14 @@ pub(crate) async fn audit_event(
 
 fn audit_row(
     state: &AppState,
-    kind: &str,
-    outcome: &str,
+    kind: Kind,
+    outcome: AuditOutcome,
     user_id: Option<&str>,
     client_id: &str,
     detail: Option<&str>,
 ) -> Row {
     audit::row(
-        Event {
+        AuditEvent {
             kind,
             outcome,
             user_id,

@@ -16,6 +16,7 @@ use crate::protocol::token::{
 };
 use crate::service::second_factor;
 use crate::state::AppState;
+use crate::store::audit::{Kind, Outcome as AuditOutcome};
 use crate::store::entities::refresh_tokens::Model as RefreshToken;
 use crate::store::refresh_tokens;
 
@@ -83,8 +84,8 @@ pub async fn refresh(
     let (response, mut rows) = mint(state, client, &grant, plan);
     rows.push(audit_row(
         state,
-        "token.refreshed",
-        "success",
+        Kind::TokenRefreshed,
+        AuditOutcome::Success,
         Some(&user.id),
         &client.client_id,
         None,
@@ -116,8 +117,8 @@ async fn reuse_detected(state: &AppState, client: &Client, row: &RefreshToken) -
     tracing::warn!(client_id = %client.client_id, "refresh token reuse: family revoked");
     audit_event(
         state,
-        "refresh.reuse_detected",
-        "revoked",
+        Kind::RefreshReuseDetected,
+        AuditOutcome::Revoked,
         Some(&row.user_id),
         &client.client_id,
         Some("a rotated refresh token was presented; its family is revoked"),
