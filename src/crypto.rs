@@ -3,7 +3,7 @@
 //!
 //! Tokens Stepgate generates (session ids, email links, later codes and
 //! refresh tokens) carry 256 random bits, so a fast hash is enough to store
-//! them (PRODUCT.md security model); only passwords need argon2id.
+//! them (docs/security.md, "What is stored"); only passwords need argon2id.
 
 use aws_lc_rs::{digest, hmac, rand};
 use base64::Engine;

@@ -127,3 +127,24 @@ fn pages_do_not_import_the_protocol_endpoints() {
         found.join("\n")
     );
 }
+
+#[test]
+fn comments_cite_what_is_in_the_repository() {
+    // RFCs and docs/ are for every reader; the founders' documents beside
+    // the checkout are not shipped with the code.
+    const OUTSIDE: &[&str] = &["PRODUCT.md", "STYLE.md", "DEPENDENCIES.md", "shared/"];
+    let mut found = Vec::new();
+    for file in rust_files(&root().join("src")) {
+        let text = fs::read_to_string(&file).expect("read a source file");
+        for line in text.lines() {
+            if OUTSIDE.iter().any(|doc| line.contains(doc)) && !line.contains("const OUTSIDE") {
+                found.push(format!("{}: {}", relative(&file), line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "cite an RFC or docs/ instead:\n{}",
+        found.join("\n")
+    );
+}

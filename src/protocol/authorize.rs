@@ -838,7 +838,8 @@ mod tests {
         );
     }
 
-    /// PRODUCT.md: a redirect URI that differs in any way gets a page.
+    /// RFC 9700 §4.1.3: a redirect URI that differs in any way gets a page,
+    /// never a redirect.
     #[test]
     fn redirect_uri_mismatch_in_any_way() {
         for uri in [

@@ -28,8 +28,8 @@ pub const DEFAULT_GRANT_TYPES: [&str; 2] = [GRANT_AUTHORIZATION_CODE, GRANT_REFR
 /// Every scope a client may be registered for (and discovery's
 /// `scopes_supported`).
 pub const SCOPES: [&str; 4] = SUPPORTED_SCOPES;
-/// What a client registered without scopes may use: all of them (PRODUCT.md,
-/// contract details → Clients).
+/// What a client registered without scopes may use: all of them
+/// (docs/integrate.md, "2. Register your client").
 pub const DEFAULT_SCOPES: [&str; 4] = SCOPES;
 
 /// RFC 6749 §2.3.1: the secret in HTTP Basic; what confidential clients are

@@ -6,8 +6,8 @@
 //! - A key is `sgk_` + 256 random bits in base64url (47 characters). The
 //!   prefix lets secret scanners recognise a leaked key and lets a bearer
 //!   endpoint tell a key from a JWT without parsing it.
-//! - Only the SHA-256 of the whole key is stored (PRODUCT.md security model:
-//!   256 generated bits need no slow hash); the key is shown once.
+//! - Only the SHA-256 of the whole key is stored (docs/security.md, "What is
+//!   stored": 256 generated bits need no slow hash); the key is shown once.
 //! - Scopes come from `openid`, `profile` and `email`. `openid` is always
 //!   included, whether or not it was asked for: every key identifies its owner
 //!   (`sub`), which is what `/userinfo` requires, so no key is useless and a

@@ -3,7 +3,7 @@
 //!
 //! A confidential client gets a 256-bit secret, shown once and stored only as
 //! its SHA-256: the secret is generated here with full entropy, so a fast hash
-//! compared in constant time is enough (PRODUCT.md security model); argon2 is
+//! compared in constant time is enough (docs/security.md, "What is stored"); argon2 is
 //! for what people choose. A public client (a native or browser app) has no
 //! secret and authenticates with `none`, so PKCE is what protects its codes.
 

@@ -1,4 +1,4 @@
-//! The authorization pipeline (PRODUCT.md): a validated request becomes an
+//! The authorization pipeline (docs/integrate.md, section 3): a validated request becomes an
 //! interaction, each step (login → second factor → consent) is decided by
 //! `decide` from the session and the request, and the end is a single-use
 //! code; the token endpoint turns that code into tokens.

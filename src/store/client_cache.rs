@@ -16,7 +16,8 @@ pub struct CachedClient {
 }
 
 /// Clients read for client authentication, kept `oauth.client_cache_secs`
-/// (PRODUCT.md: a node's state is only caches that may be lost). Only
+/// (docs/operating.md, "Several nodes": a node's state is only caches that
+/// may be lost). Only
 /// clients that exist are kept, so unknown ids cannot grow it; it is bounded
 /// anyway and starts over when full.
 pub struct ClientCache {

@@ -1256,7 +1256,7 @@ async fn userinfo_follows_the_token_and_the_scopes(backend: Backend) {
 
 // ---------------------------------------------------------------- discovery
 
-/// Discovery 1.0 §3 fields that PRODUCT.md's contract names, and RFC 9207
+/// Discovery 1.0 §3 fields that docs/integrate.md names, and RFC 9207
 /// §3's `authorization_response_iss_parameter_supported`.
 async fn discovery_publishes_what_is_implemented(backend: Backend) {
     let (app, _clock) = spawn(backend).await;

@@ -1,5 +1,5 @@
-//! `/profile/api-keys`: the user's personal API keys (PRODUCT.md contract
-//! details): the list, a create form (`name`, repeatable `scope`, optional
+//! `/profile/api-keys`: the user's personal API keys (docs/operating.md,
+//! "API keys"): the list, a create form (`name`, repeatable `scope`, optional
 //! `expires_in_days`), the new key shown once in `#api-key`, and a revoke
 //! form per key. With 2FA on and no recent second factor, creating a key
 //! first asks for a `code`; without 2FA and no recent password, for the

@@ -1,7 +1,8 @@
 //! The hosted pages: server-rendered HTML (askama: templates are checked at
 //! compile time, so a typo in a field name is a build error, not a 500), plain
-//! `<form method="post">` forms, no JavaScript. Field names follow PRODUCT.md's
-//! stable form contract.
+//! `<form method="post">` forms, no JavaScript. Field names and element ids
+//! are a stable contract that scripts and tests drive (tests/e2e); they
+//! never change with a page's wording.
 
 pub mod account;
 pub mod api_keys;
