@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::http::pages;
 use crate::protocol::error::{OAuthError, OAuthErrorCode};
-use crate::service::{self, error::Refused};
+use crate::service;
 use crate::state::AppState;
 
 pub async fn not_found(State(state): State<AppState>) -> Response {
@@ -80,16 +80,6 @@ pub fn server_error(e: impl std::fmt::Display) -> Response {
         "server_error",
         "the server could not complete the request",
     )
-}
-
-/// A grant's refusal or failure, as the token endpoint answers it.
-impl IntoResponse for Refused {
-    fn into_response(self) -> Response {
-        match self {
-            Refused::Protocol(e) => error(&e, false),
-            Refused::Failed(e) => server_error(e),
-        }
-    }
 }
 
 /// An answer of a bearer-token endpoint (`/userinfo`) that is not a success

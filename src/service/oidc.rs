@@ -1,7 +1,8 @@
-//! The authorization pipeline (docs/integrate.md, section 3): a validated request becomes an
-//! interaction, each step (login → second factor → consent) is decided by
-//! `decide` from the session and the request, and the end is a single-use
-//! code; the token endpoint turns that code into tokens.
+//! The authorization pipeline (docs/integrate.md, section 3): a validated
+//! request becomes an interaction, each step (login → second factor →
+//! consent) is decided by `protocol::interaction::decide` from what
+//! `decide` here loads, and the end is a single-use code; the token
+//! endpoint turns that code into tokens.
 
 use crate::crypto::{is_token_shaped, random_token, sha256_hex};
 use crate::protocol::authorize::{AuthorizationRequest, RedirectError, ResponseMode};
