@@ -205,15 +205,22 @@ fn hint_subject(state: &AppState, token: &str) -> Option<String> {
         sub: String,
     }
     // typ JWT: an access token (at+jwt) is no ID token hint.
-    jwt::decode_rs256::<Sub, _>(
-        token,
-        Some(jwt::TYP_ID_TOKEN),
-        &state.settings.issuer,
-        i64::MIN,
-        |kid| public_key(state, kid),
-    )
+    decode_ours_any_age::<Sub>(state, token, jwt::TYP_ID_TOKEN).map(|s| s.sub)
+}
+
+/// The claims of a JWT we signed with this `typ`, whatever its age: the
+/// signature, `typ` (RFC 8725 §3.11) and issuer are checked, `exp` is not.
+/// For what an expired token may still do: be a hint (OIDC Core §3.1.2.1,
+/// RP-Initiated Logout §2) or be revoked (RFC 7009).
+pub fn decode_ours_any_age<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    token: &str,
+    typ: &str,
+) -> Option<T> {
+    jwt::decode_rs256::<T, _>(token, Some(typ), &state.settings.issuer, i64::MIN, |kid| {
+        public_key(state, kid)
+    })
     .ok()
-    .map(|s| s.sub)
 }
 
 /// The public key of our signing key with this kid.

@@ -17,7 +17,7 @@ use crate::protocol::jwt::{self, AccessTokenClaims, IdTokenClaims};
 use crate::protocol::scope::Scopes;
 use crate::service::Error;
 use crate::service::error::Refused;
-use crate::service::oidc::public_key;
+use crate::service::oidc::decode_ours_any_age;
 use crate::state::AppState;
 use crate::store::append::Row;
 use crate::store::audit::{self, AuditEvent, Kind, Outcome as AuditOutcome};
@@ -245,13 +245,5 @@ fn mint(
 /// The `jti` of an access token we signed (expired ones included: revoking
 /// an expired token is harmless, and introspection refuses it by its row).
 pub(crate) fn access_token_jti(state: &AppState, token: &str) -> Option<String> {
-    jwt::decode_rs256::<AccessTokenClaims, _>(
-        token,
-        Some(jwt::TYP_ACCESS_TOKEN),
-        &state.settings.issuer,
-        i64::MIN,
-        |kid| public_key(state, kid),
-    )
-    .ok()
-    .map(|c| c.jti)
+    decode_ours_any_age::<AccessTokenClaims>(state, token, jwt::TYP_ACCESS_TOKEN).map(|c| c.jti)
 }
