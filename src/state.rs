@@ -59,7 +59,9 @@ impl AppState {
     ) -> Result<Self, EmailError> {
         let master = *keys.master().bytes();
         let documents = Documents {
-            discovery: to_json(&ProviderMetadata::new(&settings.issuer)),
+            // No passkey ceremony is served yet (issue 16 in progress), so
+            // `phr` is not offered.
+            discovery: to_json(&ProviderMetadata::new(&settings.issuer, false)),
             jwks: to_json(&keys.jwks()),
         };
         Ok(Self(Arc::new(Shared {

@@ -17,6 +17,7 @@ mod m20261203_000003_sweep_indexes;
 mod m20261203_000004_rate_limits;
 mod m20261203_000005_mail_queue;
 mod m20261204_000001_session_factors;
+mod m20261205_000001_passkeys;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000004_rate_limits::Migration),
             Box::new(m20261203_000005_mail_queue::Migration),
             Box::new(m20261204_000001_session_factors::Migration),
+            Box::new(m20261205_000001_passkeys::Migration),
         ]
     }
 }

@@ -4,8 +4,44 @@
 
 /// `acr` of a sign-in with the password alone.
 pub const ACR_PWD: &str = "urn:stepgate:acr:pwd";
-/// `acr` of a sign-in with more than one factor.
+/// `acr` of a sign-in with more than one factor, or with a user-verified
+/// passkey alone (possession and a PIN or biometric).
 pub const ACR_MFA: &str = "urn:stepgate:acr:mfa";
+/// `acr` of a phishing-resistant sign-in: a passkey, bound to our origin,
+/// was used in it. A recovery code or a 6-digit code never meets it.
+pub const ACR_PHR: &str = "urn:stepgate:acr:phr";
+
+/// The assurance levels, weakest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Acr {
+    Pwd,
+    Mfa,
+    Phr,
+}
+
+impl Acr {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Acr::Pwd => ACR_PWD,
+            Acr::Mfa => ACR_MFA,
+            Acr::Phr => ACR_PHR,
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Acr> {
+        [Acr::Pwd, Acr::Mfa, Acr::Phr]
+            .into_iter()
+            .find(|a| a.as_str() == value)
+    }
+
+    /// What a request's `acr_values` demands, honoured as required: any one
+    /// of the listed values satisfies it (OpenID Connect Core §3.1.2.1,
+    /// "in order of preference"), so the weakest one we know. Values we do
+    /// not know demand nothing; `None` when nothing is demanded.
+    pub fn demanded(acr_values: &[String]) -> Option<Acr> {
+        acr_values.iter().filter_map(|v| Acr::parse(v)).min()
+    }
+}
 
 /// One authentication factor. The order of the variants is the order of
 /// their `amr` values in a token.
@@ -17,7 +53,7 @@ pub enum Factor {
     Totp,
     /// One of the single-use recovery codes, standing in for the app.
     RecoveryCode,
-    /// A WebAuthn credential (not offered yet: the passkeys issue).
+    /// A passkey (WebAuthn), always with user verification.
     Passkey,
 }
 
@@ -106,10 +142,24 @@ impl Factors {
             .fold(Factors::default(), Factors::with)
     }
 
+    /// The strongest level these factors meet: `phr` with a passkey (alone
+    /// it is multi-factor too: possession plus the authenticator's user
+    /// verification), `mfa` with two factors, else `pwd`.
+    pub fn acr(self) -> Acr {
+        if self.contains(Factor::Passkey) {
+            Acr::Phr
+        } else if self.has_second_factor() && self.iter().count() > 1 {
+            Acr::Mfa
+        } else {
+            Acr::Pwd
+        }
+    }
+
     /// `acr` and `amr` of a sign-in with these factors: each factor's RFC
-    /// 8176 values once, in [`Factor`] order, then "mfa" when a second
-    /// factor joined the first (RFC 8176 §2: "mfa", multiple-factor
-    /// authentication).
+    /// 8176 §2 values once, in [`Factor`] order; "user" when a passkey was
+    /// the whole sign-in (its user verification is what stands in for the
+    /// password); then "mfa" when two factors, or such a passkey, were used
+    /// (RFC 8176 §2: "mfa", multiple-factor authentication).
     pub fn assurance(self) -> (&'static str, Vec<String>) {
         let mut amr: Vec<String> = Vec::new();
         for value in self.iter().flat_map(|f| f.amr().iter()) {
@@ -117,12 +167,15 @@ impl Factors {
                 amr.push((*value).to_owned());
             }
         }
-        if self.has_second_factor() && self.iter().count() > 1 {
-            amr.push("mfa".to_owned());
-            (ACR_MFA, amr)
-        } else {
-            (ACR_PWD, amr)
+        let passwordless = self.contains(Factor::Passkey) && !self.contains(Factor::Password);
+        if passwordless {
+            amr.push("user".to_owned());
         }
+        let acr = self.acr();
+        if acr > Acr::Pwd {
+            amr.push("mfa".to_owned());
+        }
+        (acr.as_str(), amr)
     }
 }
 
@@ -156,6 +209,42 @@ mod tests {
         // Code then recovery code on one session: "otp" once.
         let (_, amr) = pwd_and(Factor::Totp).with(Factor::RecoveryCode).assurance();
         assert_eq!(amr, ["pwd", "otp", "mfa"]);
+    }
+
+    #[test]
+    fn a_passkey_alone_is_phishing_resistant_multi_factor() {
+        let (acr, amr) = Factors::of(Factor::Passkey).assurance();
+        assert_eq!(acr, ACR_PHR);
+        assert_eq!(amr, ["pop", "user", "mfa"]);
+    }
+
+    #[test]
+    fn password_then_passkey_is_phr() {
+        let (acr, amr) = pwd_and(Factor::Passkey).assurance();
+        assert_eq!(acr, ACR_PHR);
+        assert_eq!(amr, ["pwd", "pop", "mfa"]);
+        // A code and a passkey in one session: both said, phr met.
+        let (acr, amr) = pwd_and(Factor::Totp).with(Factor::Passkey).assurance();
+        assert_eq!(acr, ACR_PHR);
+        assert_eq!(amr, ["pwd", "otp", "pop", "mfa"]);
+    }
+
+    #[test]
+    fn a_recovery_code_never_meets_phr() {
+        assert_eq!(pwd_and(Factor::RecoveryCode).acr(), Acr::Mfa);
+        assert_eq!(pwd_and(Factor::Totp).acr(), Acr::Mfa);
+        assert_eq!(Factors::of(Factor::RecoveryCode).acr(), Acr::Pwd);
+    }
+
+    #[test]
+    fn acr_values_demand_the_weakest_value_listed() {
+        let v = |s: &[&str]| s.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(Acr::demanded(&v(&[])), None);
+        assert_eq!(Acr::demanded(&v(&["urn:other"])), None);
+        assert_eq!(Acr::demanded(&v(&[ACR_PHR])), Some(Acr::Phr));
+        assert_eq!(Acr::demanded(&v(&[ACR_PHR, ACR_MFA])), Some(Acr::Mfa));
+        assert_eq!(Acr::demanded(&v(&["urn:other", ACR_MFA])), Some(Acr::Mfa));
+        assert_eq!(Acr::demanded(&v(&[ACR_MFA, ACR_PWD])), Some(Acr::Pwd));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! type. The integration tests parse the document with openidconnect, so a
 //! real relying-party library checks it.
 
+use crate::auth::factor::{ACR_MFA, ACR_PHR, ACR_PWD};
 use crate::protocol::grant::GrantType;
 use serde::Serialize;
 
@@ -51,8 +52,9 @@ pub struct ProviderMetadata {
 
 impl ProviderMetadata {
     /// `issuer` is validated at configuration time: no trailing slash, so each
-    /// endpoint is the issuer followed by its path.
-    pub fn new(issuer: &str) -> Self {
+    /// endpoint is the issuer followed by its path. `passkeys`: whether the
+    /// issuer can be a WebAuthn relying party (then `phr` can be met).
+    pub fn new(issuer: &str, passkeys: bool) -> Self {
         let at = |path: &str| format!("{issuer}{path}");
         Self {
             issuer: issuer.to_owned(),
@@ -93,7 +95,11 @@ impl ProviderMetadata {
                 "email",
                 "email_verified",
             ],
-            acr_values_supported: vec!["urn:stepgate:acr:pwd", "urn:stepgate:acr:mfa"],
+            acr_values_supported: if passkeys {
+                vec![ACR_PWD, ACR_MFA, ACR_PHR]
+            } else {
+                vec![ACR_PWD, ACR_MFA]
+            },
             revocation_endpoint_auth_methods_supported: vec![
                 "client_secret_basic",
                 "client_secret_post",
@@ -120,7 +126,7 @@ mod tests {
 
     #[test]
     fn endpoints_live_under_the_issuer() {
-        let m = ProviderMetadata::new("https://id.example.com/tenant");
+        let m = ProviderMetadata::new("https://id.example.com/tenant", true);
         assert_eq!(m.issuer, "https://id.example.com/tenant");
         assert_eq!(m.jwks_uri, "https://id.example.com/tenant/jwks");
         assert_eq!(m.token_endpoint, "https://id.example.com/tenant/token");

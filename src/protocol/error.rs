@@ -37,6 +37,9 @@ pub enum OAuthErrorCode {
     ConsentRequired,
     /// OpenID Connect Core §3.1.2.6: the `request` parameter is not supported.
     RequestNotSupported,
+    /// OpenID Connect Unmet Authentication Requirements 1.0 §3 (the errata
+    /// of Core): the server cannot meet the requested `acr_values`.
+    UnmetAuthenticationRequirements,
     /// OpenID Connect Core §3.1.2.6: the `request_uri` parameter is not
     /// supported.
     RequestUriNotSupported,
@@ -71,6 +74,7 @@ impl OAuthErrorCode {
             OAuthErrorCode::LoginRequired => "login_required",
             OAuthErrorCode::ConsentRequired => "consent_required",
             OAuthErrorCode::RequestNotSupported => "request_not_supported",
+            OAuthErrorCode::UnmetAuthenticationRequirements => "unmet_authentication_requirements",
             OAuthErrorCode::RequestUriNotSupported => "request_uri_not_supported",
             OAuthErrorCode::InvalidClient => "invalid_client",
             OAuthErrorCode::InvalidGrant => "invalid_grant",

@@ -12,10 +12,18 @@ use crate::protocol::scope::Scopes;
 /// What a sign-in that owes a second factor must do next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Owed {
-    /// Ask for the factor the user has.
+    /// Ask for a second factor the user has (a code or a passkey).
     Challenge,
     /// The user has none and the client demands one: enrol first.
     Enroll,
+    /// A phishing-resistant sign-in is demanded (`acr_values` phr) and this
+    /// session used no passkey: ask for one of the user's passkeys.
+    Passkey,
+    /// phr is demanded and the user has no passkey: register one first
+    /// (after a fresh second factor), then use it.
+    EnrollPasskey,
+    /// phr is demanded and this issuer cannot offer passkeys at all.
+    Unmeetable,
 }
 
 /// What the policy is decided from.
@@ -62,6 +70,10 @@ pub enum Next {
     SecondFactor,
     /// The user has no second factor but this sign-in needs one.
     EnrollSecondFactor,
+    /// Only a passkey meets this request: use one.
+    Passkey,
+    /// Only a passkey meets this request and the user has none: add one.
+    EnrollPasskey,
     Consent,
     /// Every check is met: spend the interaction and issue a code.
     Issue,
@@ -126,6 +138,16 @@ pub fn decide(facts: &Facts<'_>, now: i64) -> Next {
         let step = match owed {
             Owed::Challenge => Next::SecondFactor,
             Owed::Enroll => Next::EnrollSecondFactor,
+            Owed::Passkey => Next::Passkey,
+            Owed::EnrollPasskey => Next::EnrollPasskey,
+            // No page can help: OpenID Connect Unmet Authentication
+            // Requirements 1.0 §3, whatever the prompt.
+            Owed::Unmeetable => {
+                return Next::Refuse(
+                    OAuthErrorCode::UnmetAuthenticationRequirements,
+                    "a phishing-resistant sign-in (a passkey) is not available here",
+                );
+            }
         };
         return page(
             step,
@@ -333,6 +355,8 @@ mod tests {
         for (owed, step) in [
             (Owed::Challenge, Next::SecondFactor),
             (Owed::Enroll, Next::EnrollSecondFactor),
+            (Owed::Passkey, Next::Passkey),
+            (Owed::EnrollPasskey, Next::EnrollPasskey),
         ] {
             let s = SessionFacts {
                 owed: Some(owed),
@@ -347,6 +371,21 @@ mod tests {
                     "a second factor is required"
                 )
             );
+        }
+    }
+
+    #[test]
+    fn phr_that_cannot_be_met_is_refused_whatever_the_prompt() {
+        let consented = Scopes::parse("openid email");
+        let s = SessionFacts {
+            owed: Some(Owed::Unmeetable),
+            ..session(&consented)
+        };
+        for r in [request(), none(request())] {
+            assert!(matches!(
+                decide(&facts(&r, Some(s.clone())), NOW),
+                Next::Refuse(OAuthErrorCode::UnmetAuthenticationRequirements, _)
+            ));
         }
     }
 

@@ -15,6 +15,7 @@ pub mod interactions;
 pub mod local_read;
 pub mod login_throttle;
 pub mod mail_queue;
+pub mod passkeys;
 pub mod rate_limits;
 pub mod recovery_codes;
 pub mod refresh_tokens;

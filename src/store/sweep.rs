@@ -87,6 +87,12 @@ pub const RULES: &[Rule] = &[
         values: |c| vec![c.now.into()],
     },
     Rule {
+        table: "webauthn_challenges",
+        key: "challenge_hash",
+        dead: "expires_at <= ?1",
+        values: |c| vec![c.now.into()],
+    },
+    Rule {
         table: "login_throttle",
         key: "email_key",
         dead: "last_failure_at < ?1 AND (locked_until IS NULL OR locked_until <= ?2)",

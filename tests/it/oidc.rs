@@ -32,6 +32,7 @@ on_both_backends!(
     two_factor_user_gets_mfa_in_the_id_token,
     require_mfa_client_enrolls_a_user_in_flow,
     acr_values_step_up_asks_only_for_the_code,
+    phr_without_a_passkey_is_refused_and_any_listed_value_suffices,
     token_endpoint_refuses_bad_requests,
     a_replayed_code_revokes_its_tokens,
     consents_are_listed_and_revocable,
@@ -455,6 +456,38 @@ async fn acr_values_step_up_asks_only_for_the_code(backend: Backend) {
         .await;
     // First-party: no consent page.
     let location = until_client(&browser, after).await.expect("straight back");
+    let (_, claims) = exchange(&rp, flow, &query(&location)["code"]).await;
+    assert_eq!(
+        claims.auth_context_ref().unwrap().as_str(),
+        "urn:stepgate:acr:mfa"
+    );
+}
+
+/// `acr_values` phr cannot be met without a passkey (none can be
+/// registered yet): the client gets `unmet_authentication_requirements`,
+/// never a code. With `phr mfa` either value suffices (OpenID Connect Core
+/// §3.1.2.1), and the code meets mfa.
+async fn phr_without_a_passkey_is_refused_and_any_listed_value_suffices(backend: Backend) {
+    let (app, clock) = spawn(backend).await;
+    app.create_user("phr@example.com", PASSWORD, true).await;
+    let browser = app.browser();
+    // Activation leaves the session with the password and a code (mfa).
+    activate(&app, &browser, "phr@example.com").await;
+    let client = register(&app, &["--first-party"]);
+    let rp = relying_party(&app, &client).await;
+    let flow = start(&rp, Some("urn:stepgate:acr:phr"));
+    let page = browser.get_raw(&flow.url).await;
+    let location = until_client(&browser, page)
+        .await
+        .expect("refused straight back to the client");
+    let params = query(&location);
+    assert_eq!(params["error"], "unmet_authentication_requirements");
+    assert!(!params.contains_key("code"));
+
+    let flow = start(&rp, Some("urn:stepgate:acr:phr urn:stepgate:acr:mfa"));
+    clock.advance(Duration::seconds(30));
+    let page = browser.get_raw(&flow.url).await;
+    let location = until_client(&browser, page).await.expect("mfa is met");
     let (_, claims) = exchange(&rp, flow, &query(&location)["code"]).await;
     assert_eq!(
         claims.auth_context_ref().unwrap().as_str(),
