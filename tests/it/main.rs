@@ -24,6 +24,7 @@ mod oidc_rules;
 mod session_factors;
 mod store_append;
 mod store_files;
+mod store_passkeys;
 mod sweep;
 mod throttle_race;
 mod tokens;
