@@ -16,13 +16,7 @@ pub enum Owed {
     Challenge,
     /// The user has none and the client demands one: enrol first.
     Enroll,
-    /// A phishing-resistant sign-in is demanded (`acr_values` phr) and this
-    /// session used no passkey: ask for one of the user's passkeys.
-    Passkey,
-    /// phr is demanded and the user has no passkey: register one first
-    /// (after a fresh second factor), then use it.
-    EnrollPasskey,
-    /// phr is demanded and this issuer cannot offer passkeys at all.
+    /// phr is demanded and cannot be met: no passkey ceremony is served yet.
     Unmeetable,
 }
 
@@ -70,10 +64,6 @@ pub enum Next {
     SecondFactor,
     /// The user has no second factor but this sign-in needs one.
     EnrollSecondFactor,
-    /// Only a passkey meets this request: use one.
-    Passkey,
-    /// Only a passkey meets this request and the user has none: add one.
-    EnrollPasskey,
     Consent,
     /// Every check is met: spend the interaction and issue a code.
     Issue,
@@ -138,8 +128,6 @@ pub fn decide(facts: &Facts<'_>, now: i64) -> Next {
         let step = match owed {
             Owed::Challenge => Next::SecondFactor,
             Owed::Enroll => Next::EnrollSecondFactor,
-            Owed::Passkey => Next::Passkey,
-            Owed::EnrollPasskey => Next::EnrollPasskey,
             // No page can help: OpenID Connect Unmet Authentication
             // Requirements 1.0 §3, whatever the prompt.
             Owed::Unmeetable => {
@@ -355,8 +343,6 @@ mod tests {
         for (owed, step) in [
             (Owed::Challenge, Next::SecondFactor),
             (Owed::Enroll, Next::EnrollSecondFactor),
-            (Owed::Passkey, Next::Passkey),
-            (Owed::EnrollPasskey, Next::EnrollPasskey),
         ] {
             let s = SessionFacts {
                 owed: Some(owed),

@@ -86,10 +86,6 @@ pub enum Next {
     SecondFactor,
     /// The user has no 2FA but this sign-in needs it: activate it in-flow.
     EnrollSecondFactor,
-    /// Only a passkey meets the request (`acr_values` phr): use one.
-    Passkey,
-    /// Only a passkey meets the request and the user has none: add one.
-    EnrollPasskey,
     Consent,
     /// Done: redirect to the client with these parameters.
     Respond(AuthorizationResponse),
@@ -163,8 +159,6 @@ pub async fn decide(
         interaction::Next::Login => Next::Login,
         interaction::Next::SecondFactor => Next::SecondFactor,
         interaction::Next::EnrollSecondFactor => Next::EnrollSecondFactor,
-        interaction::Next::Passkey => Next::Passkey,
-        interaction::Next::EnrollPasskey => Next::EnrollPasskey,
         interaction::Next::Consent => Next::Consent,
         interaction::Next::Refuse(code, description) => fail(request, code, description),
         interaction::Next::Issue => match session {

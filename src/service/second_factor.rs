@@ -26,8 +26,8 @@ pub async fn has_passkey(state: &AppState, user_id: &str) -> Result<bool, Error>
 /// Whether the session owes a factor to sign in to `client` with
 /// `acr_values` (OpenID Connect Core §3.1.2.1, honoured as required: the
 /// weakest value listed, `auth::factor::Acr::demanded`):
-/// - phr demanded: a passkey in this session, else one of the user's
-///   passkeys, else a new one (never a code: it is not phishing-resistant);
+/// - phr demanded and no passkey in this session: unmeetable for now
+///   (never a code instead: it is not phishing-resistant);
 /// - otherwise nothing once a second factor was passed; else the user's
 ///   second factor when there is one (it is always asked), or a new one
 ///   when the client requires one (`require_mfa`) or mfa is demanded.
@@ -41,8 +41,8 @@ pub async fn owed(
     let demanded = Acr::demanded(acr_values);
     if demanded == Some(Acr::Phr) && factors.acr() < Acr::Phr {
         // No passkey ceremony is served yet (issue 16 in progress: the
-        // ceremonies then answer Owed::Passkey or Owed::EnrollPasskey
-        // here), so phr cannot be met: refused, never given without one.
+        // ceremonies will ask for a passkey, or for a new one, here), so
+        // phr cannot be met: refused, never given without one.
         return Ok(Some(Owed::Unmeetable));
     }
     if factors.has_second_factor() {

@@ -109,8 +109,6 @@ fn go(state: &AppState, next: Next, id: &str) -> Response {
         Next::Login => see_other(&with_interaction("/login", id)),
         Next::SecondFactor => see_other(&with_interaction("/login/2fa", id)),
         Next::EnrollSecondFactor => see_other(&with_interaction("/profile/2fa/activate", id)),
-        Next::Passkey => see_other(&with_interaction("/login/passkey", id)),
-        Next::EnrollPasskey => see_other(&with_interaction("/profile/passkeys", id)),
         Next::Consent => see_other(&with_interaction("/consent", id)),
         Next::Respond(response) => respond_to_client(response),
         Next::Fail(error) => redirect_error(state, error),
