@@ -45,6 +45,7 @@ pub struct Settings {
     pub login: LoginSettings,
     pub account: AccountSettings,
     pub totp: TotpSettings,
+    pub passkeys: PasskeySettings,
     pub oauth: OAuthSettings,
     pub sweep: SweepSettings,
 }
@@ -214,6 +215,15 @@ pub struct SweepSettings {
     /// A run of failed attempts with no failure for this long, and no lock
     /// left, is forgotten. Default `86400`.
     pub forget_failures_secs: u64,
+}
+
+/// Passkeys (WebAuthn). They are offered only when the issuer has a host
+/// name: browsers refuse an IP address as the rp id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasskeySettings {
+    /// Passkeys one user may register, 1 to 100. Default `10`.
+    pub max_per_user: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -387,6 +397,12 @@ impl Default for SweepSettings {
     }
 }
 
+impl Default for PasskeySettings {
+    fn default() -> Self {
+        Self { max_per_user: 10 }
+    }
+}
+
 impl Default for AccountSettings {
     fn default() -> Self {
         Self {
@@ -414,6 +430,7 @@ impl Default for Settings {
             login: LoginSettings::default(),
             account: AccountSettings::default(),
             totp: TotpSettings::default(),
+            passkeys: PasskeySettings::default(),
             oauth: OAuthSettings::default(),
             sweep: SweepSettings::default(),
         }
@@ -497,6 +514,12 @@ impl Settings {
             return Err(ConfigError::Invalid(format!(
                 "key `log.level`: not a log filter (got {:?}; try \"info\" or \"stepgate=debug,info\")",
                 self.log.level
+            )));
+        }
+        if !(1..=100).contains(&self.passkeys.max_per_user) {
+            return Err(ConfigError::Invalid(format!(
+                "key `passkeys.max_per_user`: must be from 1 to 100 (got {})",
+                self.passkeys.max_per_user
             )));
         }
         if self.database.max_connections == 0 {

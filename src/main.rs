@@ -186,8 +186,8 @@ enum UserCommand {
         json: bool,
     },
     /// Turn off two-factor authentication for a user who lost their phone
-    /// and recovery codes: removes the credential and recovery codes, clears
-    /// the lockout, ends their sessions and emails them.
+    /// and recovery codes: removes the credential, the recovery codes and
+    /// every passkey, clears the lockout, ends their sessions and emails them.
     #[command(name = "reset-2fa")]
     Reset2fa {
         email: String,

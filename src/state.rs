@@ -48,6 +48,11 @@ pub struct Shared {
     issuer_origin: Arc<str>,
     /// Documents that never change while the process runs, serialized once.
     pub documents: Documents,
+    /// The WebAuthn relying party: `None` when the issuer's host is an IP
+    /// address, which browsers refuse as an rp id (WebAuthn Level 3 §5.1.3
+    /// step 8; the rp id is a registrable domain suffix of the origin), and
+    /// passkeys are not offered.
+    pub webauthn: Option<webauthn_rs::Webauthn>,
 }
 
 impl AppState {
@@ -58,10 +63,10 @@ impl AppState {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, EmailError> {
         let master = *keys.master().bytes();
+        let webauthn = relying_party(&settings);
         let documents = Documents {
-            // No passkey ceremony is served yet (issue 16 in progress), so
-            // `phr` is not offered.
-            discovery: to_json(&ProviderMetadata::new(&settings.issuer, false)),
+            // `phr` is offered only where a passkey can be used.
+            discovery: to_json(&ProviderMetadata::new(&settings.issuer, webauthn.is_some())),
             jwks: to_json(&keys.jwks()),
         };
         Ok(Self(Arc::new(Shared {
@@ -77,9 +82,41 @@ impl AppState {
                 std::time::Duration::from_secs(settings.oauth.client_cache_secs),
             ),
             keys,
+            webauthn,
             settings,
             clock,
         })))
+    }
+}
+
+/// How long a passkey ceremony may take, from its options to its finish:
+/// the challenge expires then (WebAuthn Level 3 §15.4 recommends 300 s for
+/// user verification required).
+pub const PASSKEY_CEREMONY_SECS: u64 = 300;
+
+/// The relying party: the rp id is the issuer's host, the one origin the
+/// issuer's origin.
+fn relying_party(settings: &Settings) -> Option<webauthn_rs::Webauthn> {
+    let issuer = settings.issuer_url();
+    let Some(host) = issuer.domain() else {
+        tracing::warn!(
+            issuer = %settings.issuer,
+            "passkeys are off: the issuer's host is an IP address, which browsers refuse as a WebAuthn rp id; use a host name (http://localhost:PORT in development)"
+        );
+        return None;
+    };
+    let origin = url::Url::parse(&issuer.origin().ascii_serialization()).ok()?;
+    let built = webauthn_rs::WebauthnBuilder::new(host, &origin).and_then(|b| {
+        b.rp_name(&settings.ui.product_name)
+            .timeout(std::time::Duration::from_secs(PASSKEY_CEREMONY_SECS))
+            .build()
+    });
+    match built {
+        Ok(webauthn) => Some(webauthn),
+        Err(error) => {
+            tracing::warn!(%error, "passkeys are off: the issuer is not a WebAuthn relying party");
+            None
+        }
     }
 }
 

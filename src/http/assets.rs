@@ -1,10 +1,12 @@
-//! The one stylesheet and the icon, compiled into the binary.
+//! The one stylesheet, the passkey script and the icon, compiled into the
+//! binary.
 
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 const STYLE_CSS: &str = include_str!("../../assets/style.css");
 const FAVICON_SVG: &str = include_str!("../../assets/favicon.svg");
+const WEBAUTHN_JS: &str = include_str!("../../assets/webauthn.js");
 
 pub async fn style_css() -> Response {
     (
@@ -19,6 +21,25 @@ pub async fn style_css() -> Response {
             ),
         ],
         STYLE_CSS,
+    )
+        .into_response()
+}
+
+/// `GET /assets/webauthn.js`: the passkey ceremonies (the pages' only
+/// script; CSP `script-src 'self'`).
+pub async fn webauthn_js() -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/javascript; charset=utf-8"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            ),
+        ],
+        WEBAUTHN_JS,
     )
         .into_response()
 }

@@ -53,7 +53,10 @@ impl Csrf {
     }
 }
 
-fn binding(state: &AppState, headers: &HeaderMap) -> Option<String> {
+/// What the request's CSRF token is bound to: the session cookie's value,
+/// else the pre-session cookie's. Passkey ceremonies bind their challenge
+/// to the same value (`service::passkeys`).
+pub fn binding(state: &AppState, headers: &HeaderMap) -> Option<String> {
     let secure = state.https();
     cookies::get(headers, &cookies::name(cookies::SESSION, secure))
         .or_else(|| cookies::get(headers, &cookies::name(cookies::CSRF, secure)))
@@ -75,4 +78,14 @@ pub fn check(state: &AppState, headers: &HeaderMap, token: Option<&str>) -> bool
         }
         _ => false,
     }
+}
+
+/// The header a script sends the page's CSRF token in (the passkey
+/// endpoints: their body is the credential's JSON).
+pub const HEADER: &str = "x-csrf-token";
+
+/// `check` for a request that carries the token in [`HEADER`].
+pub fn check_header(state: &AppState, headers: &HeaderMap) -> bool {
+    let token = headers.get(HEADER).and_then(|v| v.to_str().ok());
+    check(state, headers, token)
 }

@@ -32,11 +32,14 @@ use crate::state::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The pages' Content-Security-Policy: nothing loads but our own styles and
-/// images, no framing (clickjacking), no `<base>` tricks. `form-action` is left
-/// out on purpose: `response_mode=form_post` and the post-consent redirect go to
-/// the relying party's origin, and browsers apply `form-action` to redirects.
-const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
+/// The pages' Content-Security-Policy: nothing loads but our own styles,
+/// images and the one passkey script (no inline script), which may call our
+/// own endpoints only; no framing (clickjacking), no `<base>` tricks.
+/// `form-action` is left out on purpose: `response_mode=form_post` and the
+/// post-consent redirect go to the relying party's origin, and browsers
+/// apply `form-action` to redirects.
+const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; \
+                   style-src 'self'; img-src 'self' data:; \
                    frame-ancestors 'none'; base-uri 'none'";
 
 pub fn router(state: AppState) -> Router {
@@ -83,6 +86,7 @@ pub fn router(state: AppState) -> Router {
             get(oauth::userinfo::userinfo).post(oauth::userinfo::userinfo),
         )
         .route("/assets/style.css", get(assets::style_css))
+        .route("/assets/webauthn.js", get(assets::webauthn_js))
         .route("/favicon.ico", get(assets::favicon_get))
         .route(
             "/signup",
@@ -104,6 +108,44 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/login/2fa",
             get(pages::two_factor::login_2fa_get).post(pages::two_factor::login_2fa_post),
+        )
+        .route("/login/passkey", get(pages::passkeys::step_up_get))
+        .route(
+            "/login/passkey/options",
+            axum::routing::post(pages::passkeys::passwordless_options),
+        )
+        .route(
+            "/login/passkey/finish",
+            axum::routing::post(pages::passkeys::passwordless_finish),
+        )
+        .route(
+            "/login/2fa/passkey/options",
+            axum::routing::post(pages::passkeys::verify_options),
+        )
+        .route(
+            "/login/2fa/passkey/finish",
+            axum::routing::post(pages::passkeys::verify_finish),
+        )
+        .route("/profile/passkeys", get(pages::passkeys::passkeys_get))
+        .route(
+            "/profile/passkeys/options",
+            axum::routing::post(pages::passkeys::register_options),
+        )
+        .route(
+            "/profile/passkeys/finish",
+            axum::routing::post(pages::passkeys::register_finish),
+        )
+        .route(
+            "/profile/passkeys/confirm",
+            axum::routing::post(pages::passkeys::confirm_post),
+        )
+        .route(
+            "/profile/passkeys/rename",
+            axum::routing::post(pages::passkeys::rename_post),
+        )
+        .route(
+            "/profile/passkeys/remove",
+            axum::routing::post(pages::passkeys::remove_post),
         )
         .route(
             "/profile/consents/revoke",

@@ -16,7 +16,11 @@ pub enum Owed {
     Challenge,
     /// The user has none and the client demands one: enrol first.
     Enroll,
-    /// phr is demanded and cannot be met: no passkey ceremony is served yet.
+    /// phr is demanded: a passkey the user has, nothing else.
+    Passkey,
+    /// phr is demanded and the user has no passkey: add one, then use it.
+    EnrollPasskey,
+    /// phr is demanded and cannot be met: passkeys are not offered here.
     Unmeetable,
 }
 
@@ -64,6 +68,10 @@ pub enum Next {
     SecondFactor,
     /// The user has no second factor but this sign-in needs one.
     EnrollSecondFactor,
+    /// A phishing-resistant sign-in is demanded: use a passkey.
+    Passkey,
+    /// ... and the user has none yet: add one.
+    EnrollPasskey,
     Consent,
     /// Every check is met: spend the interaction and issue a code.
     Issue,
@@ -128,6 +136,8 @@ pub fn decide(facts: &Facts<'_>, now: i64) -> Next {
         let step = match owed {
             Owed::Challenge => Next::SecondFactor,
             Owed::Enroll => Next::EnrollSecondFactor,
+            Owed::Passkey => Next::Passkey,
+            Owed::EnrollPasskey => Next::EnrollPasskey,
             // No page can help: OpenID Connect Unmet Authentication
             // Requirements 1.0 §3, whatever the prompt.
             Owed::Unmeetable => {
@@ -343,6 +353,8 @@ mod tests {
         for (owed, step) in [
             (Owed::Challenge, Next::SecondFactor),
             (Owed::Enroll, Next::EnrollSecondFactor),
+            (Owed::Passkey, Next::Passkey),
+            (Owed::EnrollPasskey, Next::EnrollPasskey),
         ] {
             let s = SessionFacts {
                 owed: Some(owed),

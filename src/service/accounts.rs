@@ -2,7 +2,7 @@
 //! sessions, profile, password reset. Every answer that could tell whether an
 //! email is registered is the same either way.
 
-use crate::auth::factor::Factor;
+use crate::auth::factor::{Factor, Factors};
 use crate::auth::password::{PasswordRuleError, check_password_rules};
 use crate::crypto::{random_token, sha256_hex};
 use crate::service::Error;
@@ -403,6 +403,8 @@ pub enum ReauthFor {
     ApiKey,
     /// Turning two-factor authentication off.
     DeactivateTotp,
+    /// Adding or removing a passkey without a second factor.
+    Passkey,
 }
 
 /// Checks a signed-in user's password again (2FA deactivation, an API key
@@ -419,6 +421,7 @@ pub async fn reauthenticate(
     let kind = match purpose {
         ReauthFor::ApiKey => Kind::ApiKeyReauth,
         ReauthFor::DeactivateTotp => Kind::TotpDeactivate,
+        ReauthFor::Passkey => Kind::PasskeyRegistered,
     };
     let user = &who.user;
     let counter = Counter::password(state, &user.email, ip);
@@ -472,6 +475,29 @@ pub async fn password_proved(state: &AppState, who: &LiveSession) -> Result<(), 
 /// Creates a server-side session with a fresh 256-bit id (a new one at every
 /// sign-in, so a planted cookie is never promoted: session fixation).
 pub async fn start_session(state: &AppState, user_id: &str) -> Result<String, Error> {
+    create_session(state, user_id, second_factor::password_only()).await
+}
+
+/// A session for a sign-in that passed `factors` at once (a passkey, with
+/// its user verification): its sign-in time (`auth_time`) is now, and so is
+/// its second factor's when one is among them.
+pub async fn start_session_with(
+    state: &AppState,
+    user: &User,
+    factors: Factors,
+) -> Result<NewSession, Error> {
+    let token = create_session(state, &user.id, factors).await?;
+    Ok(NewSession {
+        token,
+        user: user.clone(),
+    })
+}
+
+async fn create_session(
+    state: &AppState,
+    user_id: &str,
+    factors: Factors,
+) -> Result<String, Error> {
     let token = random_token();
     let now = state.now();
     sessions::create(
@@ -481,9 +507,10 @@ pub async fn start_session(state: &AppState, user_id: &str) -> Result<String, Er
             user_id,
             now,
             expires_at: now.saturating_add(state.settings.session.absolute_timeout_secs as i64),
+            // The time of the sign-in step (`auth_time`), whatever proved it.
             pwd_at: now,
-            factors: second_factor::password_only(),
-            mfa_at: None,
+            factors,
+            mfa_at: factors.has_second_factor().then_some(now),
             sid: &random_token(),
         },
     )

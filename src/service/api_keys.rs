@@ -19,7 +19,6 @@ use crate::crypto::{random_id, random_token, sha256_hex};
 use crate::protocol::scope::Scopes;
 use crate::service::Error;
 use crate::service::accounts::{self, LiveSession};
-use crate::service::second_factor;
 use crate::state::AppState;
 use crate::store::api_keys::{self as store, NewApiKey};
 use crate::store::audit::{self, AuditEvent, Kind, Outcome as AuditOutcome};
@@ -137,37 +136,6 @@ pub fn check_form(
         Ok(days) if errors.is_empty() => Ok(days),
         _ => Err(errors),
     }
-}
-
-/// Whether a factor proved at `at` still counts as recent.
-fn is_fresh(at: Option<i64>, now: i64, fresh_secs: u64) -> bool {
-    at.is_some_and(|at| now.saturating_sub(at) <= fresh_secs as i64)
-}
-
-/// What creating a key on this session must ask for first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reauth {
-    /// The user has 2FA and the session passed no second factor within
-    /// `session.mfa_fresh_secs`.
-    Code,
-    /// The user has no second factor and the session has not proved the
-    /// password within `session.mfa_fresh_secs`.
-    Password,
-}
-
-/// Whether creating a key on this session must first ask for a code or the
-/// password: a stolen, still-open session must not be able to mint a
-/// long-lived credential without the phone, or without the password when
-/// there is no phone (OWASP ASVS 2.5.7 / NIST SP 800-63B §6.1.2.1: proof of
-/// an authenticator before binding a new one).
-pub async fn reauth_needed(state: &AppState, who: &LiveSession) -> Result<Option<Reauth>, Error> {
-    let session = &who.session;
-    let now = state.now();
-    let fresh_secs = state.settings.session.mfa_fresh_secs;
-    if second_factor::enrolled(state, &session.user_id).await? {
-        return Ok((!is_fresh(session.mfa_at, now, fresh_secs)).then_some(Reauth::Code));
-    }
-    Ok((!is_fresh(Some(session.pwd_at), now, fresh_secs)).then_some(Reauth::Password))
 }
 
 // ---------------------------------------------------------------- lifecycle
@@ -407,13 +375,6 @@ mod tests {
         assert!(all.name.is_some() && all.scope.is_some() && all.expires_in_days.is_some());
         let one = check_form("ci", &[], "x").unwrap_err();
         assert!(one.name.is_none() && one.scope.is_none() && one.expires_in_days.is_some());
-    }
-
-    #[test]
-    fn a_second_factor_is_fresh_for_the_configured_time() {
-        assert!(is_fresh(Some(1000), 1300, 300));
-        assert!(!is_fresh(Some(1000), 1301, 300));
-        assert!(!is_fresh(None, 1000, 300));
     }
 
     #[test]

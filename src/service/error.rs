@@ -12,6 +12,10 @@ use crate::protocol::error::OAuthError;
 pub enum Error {
     #[error("database: {0}")]
     Db(#[from] sea_orm::DbErr),
+    /// A stored value that does not read back, or a library that refused
+    /// what it was given by us (never by the request).
+    #[error("internal: {0}")]
+    Internal(String),
 }
 
 /// Why a protocol service did not succeed: the request is refused with an

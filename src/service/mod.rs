@@ -12,7 +12,7 @@ pub mod limits;
 pub mod logout;
 pub mod mail;
 pub mod oidc;
-
+pub mod passkeys;
 pub mod revocation;
 pub mod second_factor;
 pub mod sweep;

@@ -86,6 +86,10 @@ pub enum Next {
     SecondFactor,
     /// The user has no 2FA but this sign-in needs it: activate it in-flow.
     EnrollSecondFactor,
+    /// phr is demanded: use a passkey.
+    Passkey,
+    /// phr is demanded and the user has no passkey: add one in-flow.
+    EnrollPasskey,
     Consent,
     /// Done: redirect to the client with these parameters.
     Respond(AuthorizationResponse),
@@ -159,6 +163,8 @@ pub async fn decide(
         interaction::Next::Login => Next::Login,
         interaction::Next::SecondFactor => Next::SecondFactor,
         interaction::Next::EnrollSecondFactor => Next::EnrollSecondFactor,
+        interaction::Next::Passkey => Next::Passkey,
+        interaction::Next::EnrollPasskey => Next::EnrollPasskey,
         interaction::Next::Consent => Next::Consent,
         interaction::Next::Refuse(code, description) => fail(request, code, description),
         interaction::Next::Issue => match session {

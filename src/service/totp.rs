@@ -490,13 +490,15 @@ async fn remove(state: &AppState, user_id: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// `stepgate user reset-2fa EMAIL`: removes the credential and recovery codes,
-/// clears the lockout and ends the user's sessions; the user is emailed.
+/// `stepgate user reset-2fa EMAIL`: removes the credential, the recovery
+/// codes and every passkey, clears the lockout and ends the user's
+/// sessions; the user is emailed.
 pub async fn reset_by_operator(state: &AppState, email: &str) -> Result<Option<User>, Error> {
     let Some(user) = users::find_by_email(&state.store.db, email).await? else {
         return Ok(None);
     };
     remove(state, &user.id).await?;
+    crate::service::passkeys::remove_all_by_operator(state, &user.id).await?;
     sessions::delete_for_user(&state.store.db, &user.id).await?;
     audit(
         state,
@@ -513,7 +515,7 @@ pub async fn reset_by_operator(state: &AppState, email: &str) -> Result<Option<U
         &user,
         &format!("Two-factor authentication was reset on your {product} account"),
         format!(
-            "Hello {name},\n\nAn administrator reset two-factor authentication on your {product} account and signed you out everywhere. Sign in with your password, then turn it on again from your profile.\n",
+            "Hello {name},\n\nAn administrator reset two-factor authentication on your {product} account: your authenticator app and your passkeys no longer sign you in, and you were signed out everywhere. Sign in with your password, then set them up again from your profile.\n",
             name = user.name,
         ),
     )

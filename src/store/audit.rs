@@ -35,10 +35,16 @@ pub enum Kind {
     ClientCreated,
     ClientDeleted,
     ClientSecretRotated,
+    SigninPasskey,
+    PasskeyCheck,
+    PasskeyRegistered,
+    PasskeyRenamed,
+    PasskeyRemoved,
+    PasskeyCounterRegressed,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 23] = [
+    pub const ALL: [Kind; 29] = [
         Kind::SigninPassword,
         Kind::SigninLockout,
         Kind::SessionLogout,
@@ -62,6 +68,12 @@ impl Kind {
         Kind::ClientCreated,
         Kind::ClientDeleted,
         Kind::ClientSecretRotated,
+        Kind::SigninPasskey,
+        Kind::PasskeyCheck,
+        Kind::PasskeyRegistered,
+        Kind::PasskeyRenamed,
+        Kind::PasskeyRemoved,
+        Kind::PasskeyCounterRegressed,
     ];
 
     /// The name the log stores.
@@ -90,6 +102,12 @@ impl Kind {
             Kind::ClientCreated => "client.created",
             Kind::ClientDeleted => "client.deleted",
             Kind::ClientSecretRotated => "client.secret_rotated",
+            Kind::SigninPasskey => "signin.passkey",
+            Kind::PasskeyCheck => "passkey.check",
+            Kind::PasskeyRegistered => "passkey.registered",
+            Kind::PasskeyRenamed => "passkey.renamed",
+            Kind::PasskeyRemoved => "passkey.removed",
+            Kind::PasskeyCounterRegressed => "passkey.counter_regressed",
         }
     }
 }

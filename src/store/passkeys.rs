@@ -94,7 +94,7 @@ pub struct Used<'a> {
 /// succeeds only if the credential still exists for the user and, when the
 /// authenticator keeps a counter, only if the new count is above the stored
 /// one (WebAuthn §7.2 step 22), so two nodes cannot both accept the same
-/// count. `false` when the credential is gone or the counter did not move
+/// count; a count of 0 only while none was ever stored. `false` when the credential is gone or the counter did not move
 /// forward.
 pub async fn record_use(db: &DatabaseConnection, used: Used<'_>) -> Result<bool, sea_orm::DbErr> {
     let mut update = Passkeys::update_many()
@@ -107,9 +107,13 @@ pub async fn record_use(db: &DatabaseConnection, used: Used<'_>) -> Result<bool,
         .col_expr(passkeys::Column::LastUsedAt, Expr::value(used.now))
         .filter(passkeys::Column::CredentialId.eq(used.credential_id))
         .filter(passkeys::Column::UserId.eq(used.user_id));
-    if used.sign_count > 0 {
-        update = update.filter(passkeys::Column::SignCount.lt(used.sign_count));
-    }
+    update = if used.sign_count > 0 {
+        update.filter(passkeys::Column::SignCount.lt(used.sign_count))
+    } else {
+        // An authenticator without a counter reports 0 every time; once a
+        // count was stored, 0 is a step backwards.
+        update.filter(passkeys::Column::SignCount.eq(0))
+    };
     Ok(update.exec(db).await?.rows_affected == 1)
 }
 

@@ -226,6 +226,10 @@ pub struct TestApp {
     pub dir: Arc<TempDir>,
 }
 
+/// Set as `settings.issuer` in `configure`: the server's issuer becomes
+/// `http://localhost:PORT` (its address stays `127.0.0.1:PORT`).
+pub const LOCALHOST: &str = "http://localhost";
+
 /// Settings for a test server in `dir` on `db`; `issuer` and `listen` are
 /// filled in when the port is known.
 pub fn test_settings(dir: &Path, db: &TestDatabase) -> Settings {
@@ -277,7 +281,13 @@ async fn start(
         .expect("bind port 0");
     let addr = listener.local_addr().expect("local addr");
     settings.listen = addr;
-    settings.issuer = format!("http://{addr}");
+    // `http://localhost` asks for a host name (passkeys need one: browsers
+    // refuse an IP address as rp id); a sibling keeps its site's issuer.
+    if settings.issuer == LOCALHOST {
+        settings.issuer = format!("http://localhost:{}", addr.port());
+    } else if !settings.issuer.starts_with("http://localhost:") {
+        settings.issuer = format!("http://{addr}");
+    }
     let app = Application::build_with_listener(settings.clone(), listener, clock.clone())
         .await
         .expect("the test server starts");

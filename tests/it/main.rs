@@ -21,6 +21,8 @@ mod logout;
 mod mail_queue;
 mod oidc;
 mod oidc_rules;
+mod passkey_authenticator;
+mod passkeys;
 mod session_factors;
 mod store_append;
 mod store_files;

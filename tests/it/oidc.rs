@@ -463,8 +463,8 @@ async fn acr_values_step_up_asks_only_for_the_code(backend: Backend) {
     );
 }
 
-/// `acr_values` phr cannot be met without a passkey (none can be
-/// registered yet): the client gets `unmet_authentication_requirements`,
+/// `acr_values` phr cannot be met where passkeys are off (this server's
+/// issuer is `http://127.0.0.1:PORT`, an IP address): the client gets `unmet_authentication_requirements`,
 /// never a code. With `phr mfa` either value suffices (OpenID Connect Core
 /// §3.1.2.1), and the code meets mfa.
 async fn phr_without_a_passkey_is_refused_and_any_listed_value_suffices(backend: Backend) {

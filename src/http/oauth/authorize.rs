@@ -109,6 +109,8 @@ fn go(state: &AppState, next: Next, id: &str) -> Response {
         Next::Login => see_other(&with_interaction("/login", id)),
         Next::SecondFactor => see_other(&with_interaction("/login/2fa", id)),
         Next::EnrollSecondFactor => see_other(&with_interaction("/profile/2fa/activate", id)),
+        Next::Passkey => see_other(&with_interaction("/login/passkey", id)),
+        Next::EnrollPasskey => see_other(&with_interaction("/profile/passkeys", id)),
         Next::Consent => see_other(&with_interaction("/consent", id)),
         Next::Respond(response) => respond_to_client(response),
         Next::Fail(error) => redirect_error(state, error),
@@ -137,8 +139,9 @@ struct FormPostPage {
     script: &'static str,
 }
 
-/// The only script Stepgate serves: it submits the form_post form. The CSP
-/// of that one page allows exactly this script by its hash.
+/// The one inline script Stepgate serves (the other script is the file
+/// `/assets/webauthn.js`): it submits the form_post form. The CSP of that
+/// one page allows exactly this script by its hash.
 const FORM_POST_SCRIPT: &str = "document.forms[0].submit();";
 
 /// The authorization response, as a redirect (`query`) or an auto-submitted

@@ -260,6 +260,8 @@ struct LoginPage {
     email: String,
     error: Option<String>,
     notice: Option<String>,
+    /// "Sign in with a passkey", where passkeys are offered.
+    passkey: Option<super::PasskeyElement>,
 }
 
 #[derive(Template)]
@@ -288,14 +290,24 @@ fn login_page(
         ),
         None => ("/login".to_owned(), "/signup".to_owned()),
     };
+    let csrf_token = csrf.token(state);
+    let passkey = state
+        .webauthn
+        .is_some()
+        .then(|| super::passkeys::passwordless_element(interaction));
+    let mut layout = Layout::new(state, "Sign in");
+    if passkey.is_some() {
+        layout = layout.with_script(&csrf_token);
+    }
     let page = LoginPage {
-        page: Layout::new(state, "Sign in"),
-        csrf_token: csrf.token(state),
+        page: layout,
+        csrf_token,
         action,
         signup,
         email: email.to_owned(),
         error,
         notice: notice.map(str::to_owned),
+        passkey,
     };
     with_cookie(render(status, &page), csrf.set_cookie)
 }

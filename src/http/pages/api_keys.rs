@@ -23,7 +23,8 @@ use crate::http::client_ip::ClientIp;
 use crate::http::csrf::Csrf;
 use crate::protocol::scope;
 use crate::service::accounts::{self, ReauthError, ReauthFor};
-use crate::service::api_keys::{self, ApiKeyModel, KeyFieldErrors, KeyStatus, Reauth};
+use crate::service::api_keys::{self, ApiKeyModel, KeyFieldErrors, KeyStatus};
+use crate::service::second_factor::{self, Reauth};
 use crate::service::totp::{self, CodeError};
 use crate::state::AppState;
 
@@ -64,7 +65,7 @@ impl KeyView {
 }
 
 /// A time as the page shows it: UTC to the minute.
-fn date(at: i64) -> String {
+pub(super) fn date(at: i64) -> String {
     chrono::DateTime::from_timestamp(at, 0)
         .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
         .unwrap_or_default()
@@ -130,6 +131,10 @@ struct CodePage {
     csrf_token: String,
     /// The password is asked for (no 2FA), not a code.
     ask_password: bool,
+    /// The 6-digit code is asked for (the user has TOTP).
+    ask_code: bool,
+    /// The user has a passkey: it can confirm too.
+    passkey: Option<super::PasskeyElement>,
     name: String,
     scopes: Vec<String>,
     expires_in_days: String,
@@ -243,18 +248,19 @@ pub async fn api_keys_post(
         };
 
         let mut renewed = None;
-        match api_keys::reauth_needed(&state, &who.account).await? {
+        match second_factor::reauth_needed(&state, &who.account).await? {
             None => {}
-            Some(Reauth::Code) => {
+            Some(Reauth::SecondFactor) => {
                 let Some(code) = code else {
-                    return Ok(reauth_page(
+                    return reauth_page(
                         &state,
                         &who,
                         StatusCode::OK,
                         &form,
-                        Reauth::Code,
+                        Reauth::SecondFactor,
                         None,
-                    ));
+                    )
+                    .await;
                 };
                 match totp::verify_second_factor(&state, &who.account, &code, ip.as_deref()).await?
                 {
@@ -278,23 +284,25 @@ pub async fn api_keys_post(
                             &who,
                             code_status(&error),
                             &form,
-                            Reauth::Code,
+                            Reauth::SecondFactor,
                             Some(code_problem(&error)),
-                        );
+                        )
+                        .await?;
                         return Ok(with_retry_after(page, &error));
                     }
                 }
             }
             Some(Reauth::Password) => {
                 let Some(password) = password else {
-                    return Ok(reauth_page(
+                    return reauth_page(
                         &state,
                         &who,
                         StatusCode::OK,
                         &form,
                         Reauth::Password,
                         None,
-                    ));
+                    )
+                    .await;
                 };
                 let checked = accounts::reauthenticate(
                     &state,
@@ -307,14 +315,15 @@ pub async fn api_keys_post(
                 match checked {
                     Ok(()) => accounts::password_proved(&state, &who.account).await?,
                     Err(ReauthError::WrongPassword) => {
-                        return Ok(reauth_page(
+                        return reauth_page(
                             &state,
                             &who,
                             StatusCode::UNAUTHORIZED,
                             &form,
                             Reauth::Password,
                             Some("That password is not right. No key was created.".into()),
-                        ));
+                        )
+                        .await;
                     }
                     Err(ReauthError::Locked { retry_after_secs }) => {
                         let error = CodeError::Locked { retry_after_secs };
@@ -325,7 +334,8 @@ pub async fn api_keys_post(
                             &form,
                             Reauth::Password,
                             Some(retry_after_text(retry_after_secs)),
-                        );
+                        )
+                        .await?;
                         return Ok(with_retry_after(page, &error));
                     }
                 }
@@ -363,28 +373,45 @@ pub async fn api_keys_post(
     respond(&state, result)
 }
 
-fn reauth_page(
+async fn reauth_page(
     state: &AppState,
     who: &SignedIn,
     status: StatusCode,
     form: &CreateForm,
     ask: Reauth,
     error: Option<String>,
-) -> Response {
-    let title = match ask {
-        Reauth::Code => "Confirm with your code",
-        Reauth::Password => "Confirm with your password",
+) -> Result<Response, PageError> {
+    let user_id = who.account.user_id();
+    let (ask_code, passkey) = match ask {
+        Reauth::Password => (false, None),
+        Reauth::SecondFactor => (
+            totp::is_enabled(state, user_id).await?,
+            (state.webauthn.is_some() && second_factor::has_passkey(state, user_id).await?)
+                .then(|| super::passkeys::verify_element(None, Some("api-keys"), "secondary")),
+        ),
     };
+    let title = match (ask, ask_code) {
+        (Reauth::Password, _) => "Confirm with your password",
+        (Reauth::SecondFactor, true) => "Confirm with your code",
+        (Reauth::SecondFactor, false) => "Confirm with your passkey",
+    };
+    let csrf_token = Csrf::for_session(&who.token).token(state);
+    let mut layout = Layout::new(state, title);
+    if passkey.is_some() {
+        layout = layout.with_script(&csrf_token);
+    }
     let page = CodePage {
-        page: Layout::new(state, title),
-        csrf_token: Csrf::for_session(&who.token).token(state),
+        page: layout,
+        csrf_token,
         ask_password: ask == Reauth::Password,
+        ask_code,
+        passkey,
         name: form.name.clone(),
         scopes: form.scopes.clone(),
         expires_in_days: form.expires_in_days.clone(),
         error,
     };
-    render(status, &page)
+    Ok(render(status, &page))
 }
 
 /// `POST /profile/api-keys/revoke`: revokes one of the user's own keys.

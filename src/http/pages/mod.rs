@@ -1,11 +1,13 @@
 //! The hosted pages: server-rendered HTML (askama: templates are checked at
 //! compile time, so a typo in a field name is a build error, not a 500), plain
-//! `<form method="post">` forms, no JavaScript. Field names and element ids
+//! `<form method="post">` forms, no JavaScript but the passkey ceremony's
+//! one script (`assets/webauthn.js`). Field names and element ids
 //! are a stable contract that scripts and tests drive (tests/e2e); they
 //! never change with a page's wording.
 
 pub mod account;
 pub mod api_keys;
+pub mod passkeys;
 pub mod password;
 pub mod profile;
 pub mod two_factor;
@@ -27,6 +29,9 @@ use crate::state::AppState;
 pub struct Layout {
     pub title: String,
     pub product: String,
+    /// On a page with a passkey ceremony: the CSRF token the script sends
+    /// (`<meta name="csrf-token">`); the script is loaded only then.
+    pub script_csrf: Option<String>,
 }
 
 impl Layout {
@@ -34,8 +39,29 @@ impl Layout {
         Self {
             title: title.to_owned(),
             product: state.settings.ui.product_name.clone(),
+            script_csrf: None,
         }
     }
+
+    /// The layout of a page that offers a passkey ceremony.
+    pub fn with_script(mut self, csrf_token: &str) -> Self {
+        self.script_csrf = Some(csrf_token.to_owned());
+        self
+    }
+}
+
+/// The element the passkey script drives (`id="webauthn"`, the contract
+/// in docs/integrate.md), rendered by `templates/passkey_button.html`.
+pub struct PasskeyElement {
+    pub options_url: String,
+    pub finish_url: String,
+    /// `create` (register) or `get` (use a passkey).
+    pub mode: &'static str,
+    /// Offer passkeys in the email field's autofill too (the sign-in page).
+    pub conditional: bool,
+    pub label: &'static str,
+    /// `primary` or `secondary`: the button's weight on its page.
+    pub class: &'static str,
 }
 
 #[derive(Template)]

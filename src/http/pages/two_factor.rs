@@ -10,14 +10,14 @@ use axum::response::Response;
 use super::account::{FlowInput, flow};
 use super::profile::{ProfileSections, TwoFactorStatus, profile_page};
 use super::{
-    FormInput, Layout, PageError, SignedIn, Visitor, checked_form, csrf_form, render,
-    require_signed_in, respond, see_other, session_cookie, visitor, with_cookie,
+    FormInput, Layout, PageError, PasskeyElement, SignedIn, Visitor, checked_form, csrf_form,
+    render, require_signed_in, respond, see_other, session_cookie, visitor, with_cookie,
 };
 use crate::http::client_ip::ClientIp;
 use crate::http::csrf::Csrf;
 use crate::http::interaction::{after_sign_in, with_interaction};
-use crate::service::accounts;
 use crate::service::totp::{self, CodeError, DeactivateError};
+use crate::service::{accounts, second_factor};
 use crate::state::AppState;
 
 csrf_form!(CodeForm { code });
@@ -80,6 +80,12 @@ struct ChallengePage {
     csrf_token: String,
     action: String,
     error: Option<String>,
+    /// The first passkey was just added on this session.
+    added: bool,
+    /// The user has TOTP: the code form is shown.
+    has_totp: bool,
+    /// The user has a passkey: it is offered beside the code.
+    passkey: Option<PasskeyElement>,
 }
 
 fn in_flow(path: &str, interaction: Option<&str>) -> String {
@@ -89,34 +95,82 @@ fn in_flow(path: &str, interaction: Option<&str>) -> String {
     }
 }
 
-fn challenge_page(
+/// What the challenge page says above its forms.
+enum Prompted {
+    /// A wrong code, a lock.
+    Error(String),
+    /// The first passkey was just added: use it once.
+    Added,
+}
+
+async fn challenge_page(
     state: &AppState,
     who: &SignedIn,
     status: StatusCode,
     interaction: Option<&str>,
-    error: Option<String>,
-) -> Response {
+    prompted: Option<Prompted>,
+) -> Result<Response, PageError> {
+    let added = matches!(prompted, Some(Prompted::Added));
+    let error = match prompted {
+        Some(Prompted::Error(e)) => Some(e),
+        _ => None,
+    };
+    let user_id = who.account.user_id();
+    let has_totp = totp::is_enabled(state, user_id).await?;
+    let passkey = (state.webauthn.is_some() && second_factor::has_passkey(state, user_id).await?)
+        .then(|| {
+            super::passkeys::verify_element(
+                interaction,
+                added.then_some("passkeys"),
+                if has_totp { "secondary" } else { "primary" },
+            )
+        });
+    let csrf_token = Csrf::for_session(&who.token).token(state);
+    let mut layout = Layout::new(
+        state,
+        if has_totp {
+            "Enter your code"
+        } else {
+            "Use your passkey"
+        },
+    );
+    if passkey.is_some() {
+        layout = layout.with_script(&csrf_token);
+    }
     let page = ChallengePage {
-        page: Layout::new(state, "Enter your code"),
-        csrf_token: Csrf::for_session(&who.token).token(state),
+        page: layout,
+        csrf_token,
         action: in_flow("/login/2fa", interaction),
         error,
+        added,
+        has_totp,
+        passkey,
     };
-    render(status, &page)
+    Ok(render(status, &page))
 }
 
 pub async fn login_2fa_get(
     State(state): State<AppState>,
     headers: HeaderMap,
+    uri: axum::http::Uri,
     query: FlowInput,
 ) -> Response {
     let interaction = flow(query);
     let interaction = interaction.as_deref();
+    // `?added=1`: the user's first passkey was just added on this session;
+    // it has not been used yet (registration proves no possession with
+    // attestation "none"), so it is asked for once, back to the list.
+    let added = uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|pair| pair == "added=1"));
     let result = async {
         // The prompt is for a 2FA account whose session has only the password.
         Ok(match visitor(&state, &headers).await? {
+            Visitor::NeedsSecondFactor(who) if added && interaction.is_none() => {
+                challenge_page(&state, &who, StatusCode::OK, None, Some(Prompted::Added)).await?
+            }
             Visitor::NeedsSecondFactor(who) => {
-                challenge_page(&state, &who, StatusCode::OK, interaction, None)
+                challenge_page(&state, &who, StatusCode::OK, interaction, None).await?
             }
             Visitor::SignedIn(_) => see_other(&after_sign_in(interaction)),
             Visitor::Anonymous => see_other(&in_flow("/login", interaction)),
@@ -159,8 +213,9 @@ pub async fn login_2fa_post(
                     &who,
                     code_status(&error),
                     interaction,
-                    Some(code_problem(&error)),
-                ),
+                    Some(Prompted::Error(code_problem(&error))),
+                )
+                .await?,
                 &error,
             )),
         }
@@ -182,6 +237,9 @@ struct ActivatePage {
     digits: u8,
     period: u64,
     error: Option<String>,
+    /// In an authorization that needs a second factor, where passkeys are
+    /// offered: the way to add one instead.
+    passkey_link: Option<String>,
 }
 
 #[derive(Template)]
@@ -240,6 +298,9 @@ async fn activate_page(
         digits: params.digits,
         period: params.period_secs,
         error,
+        passkey_link: interaction
+            .filter(|_| state.webauthn.is_some())
+            .map(|id| with_interaction("/profile/passkeys", id)),
     };
     Ok(no_store(render(status, &page)))
 }
