@@ -2,7 +2,11 @@
 //! a relying party sends a new user to Stepgate, who signs up, confirms the
 //! email, signs in, consents and comes back with a code that exchanges for a
 //! verified ID token; then activates 2FA by scanning the QR code as the
-//! browser renders it, signs out, and signs in again with a code.
+//! browser renders it, signs out, and signs in again with a code. Then, with
+//! chromedriver's virtual authenticator (WebAuthn Level 3 §11: CTAP2,
+//! internal transport, resident keys, user verification), it adds a passkey
+//! on the profile, signs in with it alone, uses it as the second factor
+//! after the password, and removes it.
 //!
 //! A separate test binary from tests/it: it needs Chromium (skipped without it
 //! unless `TEST_REQUIRE_BROWSER` is set) and runs one long journey.
@@ -221,7 +225,132 @@ async fn journey(
         claims.auth_context_ref().unwrap().as_str(),
         "urn:stepgate:acr:mfa"
     );
-    Ok(())
+
+    passkeys(server, rp, b, redirect_uri).await
+}
+
+/// The passkey part of the journey, on a virtual authenticator.
+async fn passkeys(
+    server: &Server,
+    rp: &Rp,
+    b: &Browser,
+    redirect_uri: &str,
+) -> Result<(), fantoccini::error::CmdError> {
+    let authenticator = b.add_virtual_authenticator().await?;
+
+    // Profile → "Manage passkeys" → "Add a passkey" (the code was just
+    // passed: fresh enough).
+    b.goto(&server.url("/profile")).await?;
+    b.wait_for_h1("My profile").await?;
+    b.c.find(Locator::LinkText("Manage passkeys"))
+        .await?
+        .click()
+        .await?;
+    b.wait_for_h1("Passkeys").await?;
+    b.check_labels().await?;
+    b.shoot("passkeys").await?;
+    b.fill("passkey-name", "This laptop").await?;
+    b.c.find(Locator::Id("passkey-button"))
+        .await?
+        .click()
+        .await?;
+    b.wait_for_notice("Your passkey was added").await?;
+    let listed = b.c.find(Locator::Id("passkeys")).await?.text().await?;
+    assert!(listed.contains("This laptop"), "{listed}");
+    assert_eq!(
+        b.credentials(&authenticator).await?.len(),
+        1,
+        "one resident key"
+    );
+    b.shoot("passkeys-added").await?;
+
+    // Sign out, then "Sign in with a passkey" through an authorization. The
+    // sign-in page also offers the passkey in the email field's autofill
+    // (conditional mediation), which this authenticator, always touched,
+    // would answer by itself: it refuses to verify the user until the
+    // button is pressed.
+    b.set_user_verified(&authenticator, false).await?;
+    b.sign_out(&server.url("/profile")).await?;
+    let flow = start(rp);
+    b.goto(&flow.url).await?;
+    b.wait_for_h1("Sign in").await?;
+    b.set_user_verified(&authenticator, true).await?;
+    b.c.find(Locator::Id("passkey-button"))
+        .await?
+        .click()
+        .await?;
+    let code = b.wait_for_callback(redirect_uri, &flow.state).await?;
+    let claims = exchange(rp, flow, &code).await;
+    assert_eq!(amr(&claims), ["pop", "user", "mfa"]);
+    assert_eq!(
+        claims.auth_context_ref().unwrap().as_str(),
+        "urn:stepgate:acr:phr"
+    );
+
+    // Password, then the passkey instead of the code.
+    b.set_user_verified(&authenticator, false).await?;
+    b.sign_out(&server.url("/profile")).await?;
+    let flow = start(rp);
+    b.goto(&flow.url).await?;
+    b.wait_for_h1("Sign in").await?;
+    b.keyboard_sign_in().await?;
+    b.wait_for_h1("Enter your code").await?;
+    b.set_user_verified(&authenticator, true).await?;
+    b.check_labels().await?;
+    b.shoot("2fa-challenge").await?;
+    b.c.find(Locator::Id("passkey-button"))
+        .await?
+        .click()
+        .await?;
+    let code = b.wait_for_callback(redirect_uri, &flow.state).await?;
+    let claims = exchange(rp, flow, &code).await;
+    assert_eq!(amr(&claims), ["pwd", "pop", "mfa"]);
+
+    // Remove it (the passkey was just used: fresh enough).
+    b.goto(&server.url("/profile/passkeys")).await?;
+    b.wait_for_h1("Passkeys").await?;
+    b.c.find(Locator::Css(
+        "#passkeys form[action='/profile/passkeys/remove'] button",
+    ))
+    .await?
+    .click()
+    .await?;
+    b.wait_for_notice("The passkey was removed").await?;
+    assert!(
+        b.c.find(Locator::Id("passkeys")).await.is_err(),
+        "the list is empty"
+    );
+    b.remove_virtual_authenticator(&authenticator).await
+}
+
+/// A command of the WebDriver WebAuthn extension (WebAuthn Level 3 §11),
+/// under `/session/{id}/webauthn/`.
+#[derive(Debug)]
+struct WebAuthnCommand {
+    method: axum::http::Method,
+    path: String,
+    body: Option<Value>,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for WebAuthnCommand {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/webauthn/{}",
+            session_id.unwrap_or_default(),
+            self.path
+        ))
+    }
+
+    fn method_and_body(&self, _url: &url::Url) -> (axum::http::Method, Option<String>) {
+        (
+            self.method.clone(),
+            self.body.as_ref().map(Value::to_string),
+        )
+    }
 }
 
 /// The WebDriver session, plus the screenshot directory when one is asked for.
@@ -231,6 +360,106 @@ struct Browser {
 }
 
 impl Browser {
+    /// A platform authenticator that keeps passkeys (resident keys),
+    /// verifies the user and is always touched (§11.3). Returns its id.
+    async fn add_virtual_authenticator(&self) -> Result<String, fantoccini::error::CmdError> {
+        let answer = self
+            .c
+            .issue_cmd(WebAuthnCommand {
+                method: axum::http::Method::POST,
+                path: "authenticator".into(),
+                body: Some(json!({
+                    "protocol": "ctap2",
+                    "transport": "internal",
+                    "hasResidentKey": true,
+                    "hasUserVerification": true,
+                    "isUserVerified": true,
+                    "automaticPresenceSimulation": true,
+                })),
+            })
+            .await?;
+        Ok(answer.as_str().expect("an authenticator id").to_owned())
+    }
+
+    /// Whether the virtual authenticator verifies the user (§11.9).
+    async fn set_user_verified(
+        &self,
+        id: &str,
+        verified: bool,
+    ) -> Result<(), fantoccini::error::CmdError> {
+        self.c
+            .issue_cmd(WebAuthnCommand {
+                method: axum::http::Method::POST,
+                path: format!("authenticator/{id}/uv"),
+                body: Some(json!({ "isUserVerified": verified })),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// The credentials the virtual authenticator holds (§11.7).
+    async fn credentials(&self, id: &str) -> Result<Vec<Value>, fantoccini::error::CmdError> {
+        let answer = self
+            .c
+            .issue_cmd(WebAuthnCommand {
+                method: axum::http::Method::GET,
+                path: format!("authenticator/{id}/credentials"),
+                body: None,
+            })
+            .await?;
+        Ok(answer.as_array().cloned().unwrap_or_default())
+    }
+
+    async fn remove_virtual_authenticator(
+        &self,
+        id: &str,
+    ) -> Result<(), fantoccini::error::CmdError> {
+        self.c
+            .issue_cmd(WebAuthnCommand {
+                method: axum::http::Method::DELETE,
+                path: format!("authenticator/{id}"),
+                body: None,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Waits until the page shows a notice containing `text`.
+    async fn wait_for_notice(&self, text: &str) -> Result<(), fantoccini::error::CmdError> {
+        for _ in 0..100 {
+            if let Ok(notice) = self.c.find(Locator::Css("[role=status]")).await
+                && notice.text().await?.contains(text)
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let url = self.c.current_url().await?;
+        let alert = self.alert().await?;
+        panic!("expected a notice {text:?}, still at {url} (alert: {alert:?})");
+    }
+
+    /// Signs out from the profile at `profile_url`.
+    async fn sign_out(&self, profile_url: &str) -> Result<(), fantoccini::error::CmdError> {
+        self.c.goto(profile_url).await?;
+        self.wait_for_h1("My profile").await?;
+        self.c
+            .find(Locator::Css("form.signout button"))
+            .await?
+            .click()
+            .await?;
+        for _ in 0..30 {
+            if self.h1().await.is_ok_and(|h| h == "Sign in") {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "signing out did not reach the sign-in page; at {}",
+            self.c.current_url().await?
+        );
+    }
+
     async fn goto(&self, url: &str) -> Result<(), fantoccini::error::CmdError> {
         self.c.goto(url).await
     }

@@ -81,7 +81,7 @@ pub fn browser_available() -> bool {
     false
 }
 
-/// A real Stepgate on 127.0.0.1:0 with SQLite in a temp dir and the file outbox.
+/// A real Stepgate on 127.0.0.1:0 (issuer `http://localhost:PORT`) with SQLite in a temp dir and the file outbox.
 pub struct Server {
     pub issuer: String,
     pub settings: Settings,
@@ -113,7 +113,9 @@ impl Server {
             .expect("bind port 0");
         let addr = listener.local_addr().expect("local addr");
         settings.listen = addr;
-        settings.issuer = format!("http://{addr}");
+        // A host name, not 127.0.0.1: browsers refuse an IP address as a
+        // WebAuthn rp id, and the journey uses passkeys.
+        settings.issuer = format!("http://localhost:{}", addr.port());
         let now = Utc::now().timestamp();
         let clock = FixedClock::new(DateTime::from_timestamp(now - now % 30 + 5, 0).unwrap());
         let app = Application::build_with_listener(
