@@ -194,7 +194,8 @@ pub struct LoginSettings {
     /// The longest lockout, in seconds. Default `900`.
     pub max_delay_secs: u64,
     /// Wrong passwords from one address (an IPv6 /64), any accounts, per
-    /// hour; then that address waits for the window to end. Default `100`.
+    /// hour; then that address waits for the window to end. The same budget,
+    /// counted apart, bounds refused passkey ceremonies. Default `100`.
     pub address_failures_per_hour: u32,
     /// Wrong passwords for one account from all addresses together, per
     /// hour. Default `50`.

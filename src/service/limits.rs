@@ -46,6 +46,8 @@ pub enum Action {
     /// A client that failed to authenticate at `/token`, `/introspect` or
     /// `/revoke`.
     ClientAuthFailure,
+    /// A refused passkey ceremony (a bad assertion, a reused challenge, ...).
+    PasskeyFailure,
 }
 
 impl Action {
@@ -56,6 +58,7 @@ impl Action {
             Action::PasswordResetRequest => "reset",
             Action::ConfirmationResend => "resend",
             Action::ClientAuthFailure => "client",
+            Action::PasskeyFailure => "passkey",
         }
     }
 }
@@ -78,7 +81,7 @@ impl Limit {
     pub fn per_address(state: &AppState, action: Action, ip: Option<&str>) -> Self {
         let s = &state.settings;
         let per_hour = match action {
-            Action::PasswordFailure => s.login.address_failures_per_hour,
+            Action::PasswordFailure | Action::PasskeyFailure => s.login.address_failures_per_hour,
             Action::SignUp | Action::PasswordResetRequest | Action::ConfirmationResend => {
                 s.account.address_requests_per_hour
             }

@@ -23,6 +23,7 @@ use crate::auth::factor::{Factor, Factors};
 use crate::crypto::sha256_hex;
 use crate::service::Error;
 use crate::service::accounts::{self, LiveSession, NewSession};
+use crate::service::limits::{Action, Limit};
 use crate::state::{AppState, PASSKEY_CEREMONY_SECS};
 use crate::store;
 use crate::store::audit::{self, AuditEvent, Kind, Outcome as AuditOutcome};
@@ -89,6 +90,11 @@ pub enum Refused {
     AlreadyRegistered,
     /// The user has no passkey to verify with.
     NoPasskey,
+    /// This address had too many ceremonies refused this hour
+    /// (`login.address_failures_per_hour`).
+    Limited {
+        retry_after_secs: u64,
+    },
 }
 
 impl Refused {
@@ -105,6 +111,7 @@ impl Refused {
             Refused::TooMany => "limit_reached",
             Refused::AlreadyRegistered => "already_registered",
             Refused::NoPasskey => "no_passkey",
+            Refused::Limited { .. } => "too_many_requests",
         }
     }
 
@@ -128,6 +135,9 @@ impl Refused {
             Refused::TooMany => "the most passkeys an account may have are registered".into(),
             Refused::AlreadyRegistered => "this passkey is registered already".into(),
             Refused::NoPasskey => "there is no passkey on this account".into(),
+            Refused::Limited { retry_after_secs } => format!(
+                "too many refused passkey attempts from your network; try again in {retry_after_secs} s"
+            ),
         }
     }
 
@@ -138,6 +148,8 @@ impl Refused {
             Refused::Unavailable => 404,
             Refused::AccountUnusable => 403,
             Refused::TooMany | Refused::AlreadyRegistered => 409,
+            // RFC 6585 §4, with `Retry-After`.
+            Refused::Limited { .. } => 429,
             _ => 400,
         }
     }
@@ -374,7 +386,26 @@ async fn refuse<T>(
         Some(&refused.detail()),
     )
     .await?;
+    // Counted for the address (a full window was refused before this).
+    let _ = failures(state, ip).hit(state).await?;
     Ok(Err(refused))
+}
+
+/// The budget of refused ceremonies of the address `ip`.
+fn failures(state: &AppState, ip: Option<&str>) -> Limit {
+    Limit::per_address(state, Action::PasskeyFailure, ip)
+}
+
+/// `Err` when the address used up its budget of refused ceremonies: no
+/// new challenge is stored for it, and no finish is tried, until the
+/// window ends.
+async fn within_budget(state: &AppState, ip: Option<&str>) -> Result<Result<(), Refused>, Error> {
+    Ok(failures(state, ip)
+        .check(state)
+        .await?
+        .map_err(|l| Refused::Limited {
+            retry_after_secs: l.retry_after_secs,
+        }))
 }
 
 /// The stored passkeys of a user, as webauthn-rs reads them.
@@ -420,11 +451,15 @@ pub async fn begin_registration(
     state: &AppState,
     who: &LiveSession,
     binding: &str,
+    ip: Option<&str>,
 ) -> Result<Result<Value, Refused>, Error> {
     let webauthn = match relying_party(state) {
         Ok(w) => w,
         Err(refused) => return Ok(Err(refused)),
     };
+    if let Err(refused) = within_budget(state, ip).await? {
+        return Ok(Err(refused));
+    }
     let user = &who.user;
     let existing = store::passkeys::list(&state.store.db, &user.id).await?;
     if existing.len() as u64 >= u64::from(state.settings.passkeys.max_per_user) {
@@ -483,6 +518,9 @@ pub async fn finish_registration(
         Ok(w) => w,
         Err(refused) => return Ok(Err(refused)),
     };
+    if let Err(refused) = within_budget(state, ip).await? {
+        return Ok(Err(refused));
+    }
     let parsed_body = json_body(body).and_then(|value| {
         let credential: RegisterPublicKeyCredential = parse(&value)?;
         let name = value
@@ -616,11 +654,15 @@ fn short(credential_id: &str) -> &str {
 pub async fn begin_passwordless(
     state: &AppState,
     binding: &str,
+    ip: Option<&str>,
 ) -> Result<Result<Value, Refused>, Error> {
     let webauthn = match relying_party(state) {
         Ok(w) => w,
         Err(refused) => return Ok(Err(refused)),
     };
+    if let Err(refused) = within_budget(state, ip).await? {
+        return Ok(Err(refused));
+    }
     let (mut options, authentication) = webauthn
         .start_discoverable_authentication()
         .map_err(|e| Error::Internal(format!("passkey sign-in options: {e}")))?;
@@ -655,6 +697,9 @@ pub async fn finish_passwordless(
         Ok(w) => w,
         Err(refused) => return Ok(Err(refused)),
     };
+    if let Err(refused) = within_budget(state, ip).await? {
+        return Ok(Err(refused));
+    }
     let credential: PublicKeyCredential = match json_body(body).and_then(|v| parse(&v)) {
         Ok(c) => c,
         Err(refused) => return refuse(state, purpose, None, ip, refused).await,
@@ -780,11 +825,15 @@ pub async fn begin_verify(
     state: &AppState,
     who: &LiveSession,
     binding: &str,
+    ip: Option<&str>,
 ) -> Result<Result<Value, Refused>, Error> {
     let webauthn = match relying_party(state) {
         Ok(w) => w,
         Err(refused) => return Ok(Err(refused)),
     };
+    if let Err(refused) = within_budget(state, ip).await? {
+        return Ok(Err(refused));
+    }
     let rows = store::passkeys::list(&state.store.db, &who.user.id).await?;
     if rows.is_empty() {
         return Ok(Err(Refused::NoPasskey));
@@ -821,6 +870,9 @@ pub async fn finish_verify(
         Ok(w) => w,
         Err(refused) => return Ok(Err(refused)),
     };
+    if let Err(refused) = within_budget(state, ip).await? {
+        return Ok(Err(refused));
+    }
     let credential: PublicKeyCredential = match json_body(body).and_then(|v| parse(&v)) {
         Ok(c) => c,
         Err(refused) => return refuse(state, purpose, Some(user_id), ip, refused).await,

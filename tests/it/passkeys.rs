@@ -26,6 +26,7 @@ on_both_backends!(
     every_refusal_is_a_json_error_and_audited,
     a_ceremony_begun_on_one_node_finishes_on_another_once,
     reset_2fa_and_removal_take_passkeys_away,
+    an_address_with_too_many_refused_ceremonies_waits,
 );
 
 const EMAIL: &str = "pia@example.com";
@@ -1032,4 +1033,46 @@ async fn reset_2fa_and_removal_take_passkeys_away(backend: Backend) {
         "{audit:?}"
     );
     assert!(audit.iter().any(|(k, _, _)| k == "passkey.renamed"));
+}
+
+async fn an_address_with_too_many_refused_ceremonies_waits(backend: Backend) {
+    let (app, clock) = spawn_with(backend, |s| s.login.address_failures_per_hour = 3).await;
+    let replayer = Replayer::new(&app).await;
+    for _ in 0..3 {
+        let (status, body) = replayer
+            .post("/login/passkey/finish", &json!({"id": "x"}))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    }
+    // The fourth is refused before anything is tried or stored: 429 with
+    // Retry-After, for options and finishes alike.
+    let response = replayer
+        .client
+        .post(app.url("/login/passkey/options"))
+        .header("cookie", &replayer.cookie)
+        .header("x-csrf-token", &replayer.csrf)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(wait > 0 && wait <= 3600, "{wait}");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "too_many_requests", "{body}");
+    let (status, _) = replayer
+        .post("/login/passkey/finish", &json!({"id": "x"}))
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    let stored = rows(&app, "SELECT COUNT(*) FROM webauthn_challenges").await;
+    assert_eq!(stored[0].try_get_by_index::<i64>(0).unwrap(), 0);
+
+    // The window ends: options again.
+    clock.advance(Duration::seconds(3601));
+    let (status, body) = replayer.post("/login/passkey/options", &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }

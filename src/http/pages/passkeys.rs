@@ -99,11 +99,18 @@ fn json_error(status: StatusCode, code: &str, description: &str) -> Response {
 }
 
 fn refused(refusal: &Refused) -> Response {
-    json_error(
+    let mut response = json_error(
         StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::BAD_REQUEST),
         refusal.code(),
         &refusal.description(),
-    )
+    );
+    if let Refused::Limited { retry_after_secs } = refusal {
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            HeaderValue::from(*retry_after_secs),
+        );
+    }
+    response
 }
 
 fn options(result: Result<Value, Refused>) -> Response {
@@ -175,6 +182,7 @@ fn checked_body(
 
 pub async fn passwordless_options(
     State(state): State<AppState>,
+    ip: ClientIp,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -183,7 +191,7 @@ pub async fn passwordless_options(
             checked_body(&state, &headers, body)?;
             let binding = csrf::binding(&state, &headers).ok_or(PageError::Csrf)?;
             Ok(options(
-                passkeys::begin_passwordless(&state, &binding).await?,
+                passkeys::begin_passwordless(&state, &binding, ip.as_deref()).await?,
             ))
         }
         .await,
@@ -229,6 +237,7 @@ async fn any_session(state: &AppState, headers: &HeaderMap) -> Result<Option<Sig
 
 pub async fn verify_options(
     State(state): State<AppState>,
+    ip: ClientIp,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -239,7 +248,7 @@ pub async fn verify_options(
                 return Ok(not_signed_in());
             };
             Ok(options(
-                passkeys::begin_verify(&state, &who.account, &who.token).await?,
+                passkeys::begin_verify(&state, &who.account, &who.token, ip.as_deref()).await?,
             ))
         }
         .await,
@@ -534,6 +543,7 @@ async fn signed_in_json(
 
 pub async fn register_options(
     State(state): State<AppState>,
+    ip: ClientIp,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -556,7 +566,8 @@ pub async fn register_options(
                 ));
             }
             Ok(options(
-                passkeys::begin_registration(&state, &who.account, &who.token).await?,
+                passkeys::begin_registration(&state, &who.account, &who.token, ip.as_deref())
+                    .await?,
             ))
         }
         .await,
