@@ -27,6 +27,8 @@ on_both_backends!(
     a_ceremony_begun_on_one_node_finishes_on_another_once,
     reset_2fa_and_removal_take_passkeys_away,
     an_address_with_too_many_refused_ceremonies_waits,
+    a_refresh_keeps_the_passkey_sign_in_until_the_passkey_is_gone,
+    in_flow_enrolment_offers_a_passkey_beside_the_app,
 );
 
 const EMAIL: &str = "pia@example.com";
@@ -1075,4 +1077,143 @@ async fn an_address_with_too_many_refused_ceremonies_waits(backend: Backend) {
     clock.advance(Duration::seconds(3601));
     let (status, body) = replayer.post("/login/passkey/options", &json!({})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// A refresh keeps what the sign-in proved (`pop user mfa`, phr), and stops
+/// once the passkey it rested on is removed.
+async fn a_refresh_keeps_the_passkey_sign_in_until_the_passkey_is_gone(backend: Backend) {
+    use openidconnect::{
+        CsrfToken, Nonce, OAuth2TokenResponse, PkceCodeChallenge, Scope, TokenResponse,
+    };
+    let (app, _clock) = spawn(backend).await;
+    app.create_user(EMAIL, PASSWORD, true).await;
+    let browser = app.browser();
+    sign_in(&browser, EMAIL, PASSWORD).await;
+    let mut device = add_passkey(&app, &browser, "Laptop").await;
+    sign_out(&browser).await;
+
+    let client = register(&app, &["--first-party"]);
+    let rp = relying_party(&app, &client).await;
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, _, nonce) = rp
+        .authorize_url(
+            openidconnect::core::CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .add_scope(Scope::new("offline_access".into()))
+        .set_pkce_challenge(challenge)
+        .url();
+    let login = browser
+        .get(&url.as_str().replacen(&app.issuer, &app.address, 1))
+        .await;
+    let (status, done) = ceremony(&browser, &login, &mut device, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    let location = until_client(
+        &browser,
+        browser.get_raw(done["redirect"].as_str().unwrap()).await,
+    )
+    .await
+    .expect("a code");
+    let tokens = rp
+        .exchange_code(openidconnect::AuthorizationCode::new(
+            query(&location)["code"].clone(),
+        ))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&crate::helpers::oidc_http)
+        .await
+        .unwrap();
+    tokens
+        .id_token()
+        .unwrap()
+        .claims(&rp.id_token_verifier(), &nonce)
+        .unwrap();
+    let refreshed = crate::tokens::refresh(&rp, tokens.refresh_token().unwrap())
+        .await
+        .expect("a refresh works");
+    let claims = refreshed
+        .id_token()
+        .expect("an ID token on refresh")
+        .claims(&rp.id_token_verifier(), |_: Option<&Nonce>| Ok(()))
+        .unwrap()
+        .clone();
+    assert_eq!(amr(&claims), ["pop", "user", "mfa"]);
+    assert_eq!(acr(&claims), "urn:stepgate:acr:phr");
+
+    // Removed (the passkey just signed in: fresh enough), the grant ends.
+    let page = browser.get("/profile/passkeys").await;
+    let id = crate::passkey_authenticator::b64(&device.credential_id);
+    let removed = browser
+        .submit(&page, "/profile/passkeys/remove", &[("credential_id", &id)])
+        .await;
+    assert!(
+        removed.contains("The passkey was removed"),
+        "{}",
+        removed.html
+    );
+    let refused = crate::tokens::refresh(&rp, refreshed.refresh_token().unwrap()).await;
+    assert!(refused.unwrap_err().contains("invalid_grant"));
+}
+
+/// A `--require-mfa` client and a user with no second factor: the app's
+/// activation page offers a passkey instead, added in the flow, then used.
+async fn in_flow_enrolment_offers_a_passkey_beside_the_app(backend: Backend) {
+    let (app, _clock) = spawn(backend).await;
+    app.create_user(EMAIL, PASSWORD, true).await;
+    let browser = app.browser();
+    let client = register(&app, &["--first-party", "--require-mfa"]);
+    let rp = relying_party(&app, &client).await;
+    let flow = start(&rp, None);
+    let login = browser.get(&at_server(&app, &flow)).await;
+    let after = browser
+        .submit_raw(
+            &login,
+            "/login",
+            &[("email", EMAIL), ("password", PASSWORD)],
+        )
+        .await;
+    let activate = until_client(&browser, after)
+        .await
+        .expect_err("enrolment first");
+    assert!(
+        activate.url.contains("/profile/2fa/activate?interaction="),
+        "{}",
+        activate.url
+    );
+    let href = activate
+        .link("add a passkey instead")
+        .expect("a passkey offered beside the app");
+    let page = browser.get(&href).await;
+    assert!(
+        page.url.contains("/profile/passkeys?interaction="),
+        "{}",
+        page.url
+    );
+    let mut device = Authenticator::new(&app.issuer);
+    let (status, done) = ceremony(&browser, &page, &mut device, &[("name", "Laptop")]).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    // Back in the flow, the new passkey is asked for (the registration
+    // proved no possession), then the code is issued.
+    let challenge = until_client(
+        &browser,
+        browser.get_raw(done["redirect"].as_str().unwrap()).await,
+    )
+    .await
+    .expect_err("the passkey, once");
+    assert!(
+        challenge.url.contains("/login/2fa?interaction="),
+        "{}",
+        challenge.url
+    );
+    let (status, done) = ceremony(&browser, &challenge, &mut device, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    let location = until_client(
+        &browser,
+        browser.get_raw(done["redirect"].as_str().unwrap()).await,
+    )
+    .await
+    .expect("a code");
+    let (_, claims) = exchange(&rp, flow, &query(&location)["code"]).await;
+    assert_eq!(amr(&claims), ["pwd", "pop", "mfa"]);
 }

@@ -108,7 +108,7 @@ async fn finish(
     tokens
 }
 
-async fn refresh(
+pub async fn refresh(
     rp: &Rp,
     token: &RefreshToken,
 ) -> Result<openidconnect::core::CoreTokenResponse, String> {
