@@ -53,8 +53,9 @@ pub struct Settings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseSettings {
-    /// Apply pending migrations when `serve` starts. Default `true`; turn it off
-    /// when several nodes start at once and `stepgate migrate` runs first.
+    /// Apply pending migrations when `serve` starts. Default `true`. Nodes
+    /// starting together on PostgreSQL take turns (`store::migrate`); turn
+    /// it off when `stepgate migrate` runs first, as for upgrades.
     pub migrate_on_start: bool,
     /// Connections in the pool (SQLite also opens one of its own for the
     /// writer of token rows and audit events, and read-only ones for token

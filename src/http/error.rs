@@ -73,13 +73,37 @@ pub fn invalid_request(d: &str) -> Response {
     error(&OAuthError::invalid_request(d), false)
 }
 
-pub fn server_error(e: impl std::fmt::Display) -> Response {
+/// What the token endpoint family answers when a service failed beneath:
+/// 503 `temporarily_unavailable` with `Retry-After` while the database is
+/// away (the request may be sent again), else a logged `server_error`.
+pub fn server_error(e: service::Error) -> Response {
+    if e.is_unavailable() {
+        tracing::warn!(error = %e, "database unavailable");
+        return with_retry_after(oauth_json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "the service is temporarily unavailable; try again shortly",
+        ));
+    }
     tracing::error!(error = %e, "token endpoint family failed");
     oauth_json(
         StatusCode::INTERNAL_SERVER_ERROR,
         "server_error",
         "the server could not complete the request",
     )
+}
+
+/// Seconds a client is told to wait (`Retry-After`, RFC 9110 §10.2.3)
+/// before sending again a request refused because the database was away:
+/// a restarting PostgreSQL or a failover is usually back within that.
+pub const RETRY_AFTER_SECS: u32 = 5;
+
+/// Adds `Retry-After: RETRY_AFTER_SECS` to a 503 answer.
+pub fn with_retry_after(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    response
 }
 
 /// An answer of a bearer-token endpoint (`/userinfo`) that is not a success
@@ -118,6 +142,9 @@ impl IntoResponse for Bearer {
                 );
                 (status, value)
             }
+            // RFC 6750 has no code for "not now": the token family's JSON
+            // `temporarily_unavailable` with `Retry-After`.
+            Bearer::Failed(e) if e.is_unavailable() => return server_error(e),
             Bearer::Failed(e) => {
                 tracing::error!(error = %e, "userinfo failed");
                 return StatusCode::INTERNAL_SERVER_ERROR.into_response();
@@ -144,13 +171,20 @@ pub enum PageError {
     /// `Content-Length` never gets here (`limit::limit_body` refuses it);
     /// one sent without is cut off by the form extractor: 413 too.
     TooLarge,
+    /// The database is away (`service::Error::is_unavailable`): 503 with
+    /// `Retry-After`; nothing was changed, and the form may be sent again.
+    Unavailable(String),
     /// Anything unexpected: logged, shown as a generic 500 page.
     Internal(String),
 }
 
 impl From<service::Error> for PageError {
     fn from(e: service::Error) -> Self {
-        PageError::Internal(e.to_string())
+        if e.is_unavailable() {
+            PageError::Unavailable(e.to_string())
+        } else {
+            PageError::Internal(e.to_string())
+        }
     }
 }
 
@@ -181,6 +215,16 @@ impl PageError {
                 "The submitted form is larger than this server accepts. Nothing was changed. Go back, reload the page and try again.",
                 None,
             ),
+            PageError::Unavailable(reason) => {
+                tracing::warn!(%reason, "database unavailable");
+                with_retry_after(pages::message(
+                    state,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Temporarily unavailable",
+                    "We cannot complete your request right now. Please try again in a few seconds.",
+                    None,
+                ))
+            }
             PageError::Internal(reason) => {
                 tracing::error!(%reason, "page failed");
                 pages::message(

@@ -18,6 +18,17 @@ pub enum Error {
     Internal(String),
 }
 
+impl Error {
+    /// The database is away or too busy (`store::is_unavailable`): the
+    /// request may succeed when sent again, and is answered 503.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Error::Db(e) => crate::store::is_unavailable(e),
+            Error::Internal(_) => false,
+        }
+    }
+}
+
 /// Why a protocol service did not succeed: the request is refused with an
 /// OAuth error (RFC 6749 §5.2, RFC 6750 §3.1), or the service failed.
 #[derive(Debug)]

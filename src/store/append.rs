@@ -13,8 +13,22 @@
 //! the transaction holding its row has committed, so a token is never
 //! answered before its row exists (introspection and revocation find it at
 //! once). A batch that fails is retried caller by caller, so each caller
-//! gets the answer for its own rows and one bad row never fails the others;
-//! only a failed commit, whose outcome is unknown, fails the whole batch.
+//! gets the answer for its own rows and one bad row never fails the others.
+//!
+//! A commit whose outcome is unknown: on PostgreSQL a `COMMIT` can fail
+//! after the server committed (the connection dropped with the answer in
+//! flight). Such a batch is neither answered as failed nor written again
+//! blindly: each transaction learns its id first (`txid_current()`), and
+//! after a failed commit the writer asks the server for up to ten seconds,
+//! while it comes back, what became of it (`txid_status`). Committed: every
+//! caller gets its success, so no token the database holds goes unanswered
+//! and no refresh token it rotated is burnt. Aborted: nothing was written,
+//! and the jobs are written again caller by caller. Still unknown after
+//! that: every caller gets a connection error (answered 503), and the
+//! batch is not written again, since it may have committed; a client then
+//! holds no token the batch may have issued, and at worst a refresh token
+//! it sends again is found used. SQLite's outcome is always known (see
+//! `sqlite_claim_and_write`).
 //!
 //! The writer gathers a batch in two steps: what is queued when it wakes,
 //! then, after one [`tokio::task::yield_now`], whatever the requests that
@@ -146,16 +160,37 @@ async fn run(db: DatabaseConnection, mut rx: mpsc::Receiver<Job>, batches: Arc<A
                     let _ = job.done.send(Ok(held));
                 }
             }
-            Err(Failed::Unknown(e)) => {
+            Err(Failed::Unknown { error, xid, held }) => {
                 // The commit itself failed (PostgreSQL: the connection may
-                // have dropped after the server committed). Retrying would
-                // find the claims used and answer "reuse" for tokens this
-                // batch may have issued: every caller gets the error.
-                tracing::error!(error = %e, "database commit failed; outcome unknown");
-                for job in jobs.drain(..) {
-                    let _ = job.done.send(Err(DbErr::Custom(format!(
-                        "the database commit failed: {e}"
-                    ))));
+                // have dropped after the server committed). Retrying blindly
+                // would find the claims used and answer "reuse" for tokens
+                // this batch may have issued, and answering an error for a
+                // batch that committed would burn the refresh tokens it
+                // rotated. So ask the server what became of the
+                // transaction (module comment, "A commit whose outcome is
+                // unknown").
+                match transaction_outcome(&db, xid, RESOLVE_WITHIN).await {
+                    Outcome::Committed => {
+                        tracing::warn!(error = %error, "database commit reported an error but committed");
+                        for (job, held) in jobs.drain(..).zip(held) {
+                            let _ = job.done.send(Ok(held));
+                        }
+                    }
+                    Outcome::Aborted => {
+                        tracing::warn!(error = %error, "database commit failed; nothing was written, retrying caller by caller");
+                        for job in jobs.drain(..) {
+                            let result = write(&db, &[&job]).await;
+                            let _ = job
+                                .done
+                                .send(result.map(|held| held[0]).map_err(Failed::into_inner));
+                        }
+                    }
+                    Outcome::Unknown => {
+                        tracing::error!(error = %error, "database commit failed; outcome unknown");
+                        for job in jobs.drain(..) {
+                            let _ = job.done.send(Err(unknown_outcome(&error)));
+                        }
+                    }
                 }
             }
             Err(Failed::Before(e)) if jobs.len() == 1 => {
@@ -180,15 +215,86 @@ async fn run(db: DatabaseConnection, mut rx: mpsc::Receiver<Job>, batches: Arc<A
 enum Failed {
     /// Nothing was committed: the jobs may be retried.
     Before(DbErr),
-    /// The commit failed, and may have happened all the same.
-    Unknown(DbErr),
+    /// The commit failed, and may have happened all the same: the
+    /// transaction's id (`txid_current()`) says which, and `held` what the
+    /// claims found inside it.
+    Unknown {
+        error: DbErr,
+        xid: i64,
+        held: Vec<bool>,
+    },
 }
 
 impl Failed {
     fn into_inner(self) -> DbErr {
         match self {
-            Failed::Before(e) | Failed::Unknown(e) => e,
+            Failed::Before(e) => e,
+            Failed::Unknown { error, .. } => unknown_outcome(&error),
         }
+    }
+}
+
+/// A connection error (`store::is_unavailable` says so: answered 503), for
+/// callers whose batch's fate could not be learnt.
+fn unknown_outcome(error: &DbErr) -> DbErr {
+    DbErr::Conn(sea_orm::RuntimeErr::Internal(format!(
+        "the database commit failed and its outcome is unknown: {error}"
+    )))
+}
+
+/// How long the writer keeps asking what became of a transaction whose
+/// commit failed, while the database comes back.
+const RESOLVE_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What became of a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Committed,
+    Aborted,
+    /// The database did not answer within the time given, or no longer
+    /// knows the transaction.
+    Unknown,
+}
+
+/// Asks PostgreSQL what became of transaction `xid` (`txid_status`, made
+/// for exactly this: a client that lost its connection while `COMMIT` was
+/// in flight), again and again for up to `within` while the database is
+/// away or the transaction still runs. The server ends a transaction whose
+/// connection it lost, so "in progress" does not last.
+pub async fn transaction_outcome(
+    db: &DatabaseConnection,
+    xid: i64,
+    within: std::time::Duration,
+) -> Outcome {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut wait = std::time::Duration::from_millis(50);
+    loop {
+        let asked = db
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT txid_status($1)",
+                [xid.into()],
+            ))
+            .await;
+        match asked {
+            Ok(Some(row)) => match row.try_get_by_index::<Option<String>>(0) {
+                Ok(Some(status)) if status == "committed" => return Outcome::Committed,
+                Ok(Some(status)) if status == "aborted" => return Outcome::Aborted,
+                // "in progress": ask again.
+                Ok(Some(_)) => {}
+                // Too old to know.
+                Ok(None) | Err(_) => return Outcome::Unknown,
+            },
+            // The database is still away: ask again.
+            Err(e) if super::is_unavailable(&e) => {}
+            // Not an id this server gave (in the future, say).
+            Ok(None) | Err(_) => return Outcome::Unknown,
+        }
+        if tokio::time::Instant::now() + wait > deadline {
+            return Outcome::Unknown;
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(std::time::Duration::from_secs(1));
     }
 }
 
@@ -250,6 +356,24 @@ async fn in_transaction(
     inserts_for: impl FnOnce(&[bool]) -> Vec<Statement>,
 ) -> Result<Vec<bool>, Failed> {
     let txn = db.begin().await?;
+    let xid = match txn
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT txid_current()",
+        ))
+        .await
+    {
+        Ok(Some(row)) => row.try_get_by_index::<i64>(0),
+        Ok(None) => Err(DbErr::Custom("txid_current() returned no row".into())),
+        Err(e) => Err(e),
+    };
+    let xid = match xid {
+        Ok(xid) => xid,
+        Err(e) => {
+            let _ = txn.rollback().await;
+            return Err(Failed::Before(e));
+        }
+    };
     let result = async {
         let mut held = vec![true; jobs];
         for (i, claim) in claims {
@@ -262,7 +386,10 @@ async fn in_transaction(
     }
     .await;
     match result {
-        Ok(held) => txn.commit().await.map(|()| held).map_err(Failed::Unknown),
+        Ok(held) => match txn.commit().await {
+            Ok(()) => Ok(held),
+            Err(error) => Err(Failed::Unknown { error, xid, held }),
+        },
         Err(e) => {
             // The error is the answer; a failed rollback only loses the
             // connection, which the pool replaces.

@@ -189,7 +189,47 @@ fn sqlite_pool(max: u32) -> SqlitePoolOptions {
 }
 
 /// Applies pending migrations; returns the names of those it applied.
+///
+/// On PostgreSQL several nodes may start at once against a database none
+/// has migrated: each would create the same tables, and all but one would
+/// stop on "already exists". A session-level advisory lock, held on a
+/// connection of its own for the whole run, lets one node migrate while
+/// the others wait; each then finds nothing pending. A node that dies
+/// holding it loses its session, and the lock with it.
 pub async fn migrate(db: &DatabaseConnection) -> Result<Vec<String>, StoreError> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return migrate_unlocked(db).await;
+    }
+    let error = |e: sea_orm::sqlx::Error| StoreError::Migrate(e.to_string());
+    let mut lock = db
+        .get_postgres_connection_pool()
+        .acquire()
+        .await
+        .map_err(error)?;
+    sea_orm::sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *lock)
+        .await
+        .map_err(error)?;
+    let result = migrate_unlocked(db).await;
+    // Unlocked explicitly: the connection goes back to the pool, and its
+    // session would otherwise keep the lock.
+    let unlocked = sea_orm::sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *lock)
+        .await;
+    if unlocked.is_err() {
+        // The session (and with it the lock) must not live on in the pool.
+        lock.detach();
+    }
+    result
+}
+
+/// The advisory lock key of `migrate`: any constant of our own ("stepgate"
+/// in ASCII, as a big-endian integer).
+const MIGRATION_LOCK: i64 = 0x0073_7465_7067_6174;
+
+async fn migrate_unlocked(db: &DatabaseConnection) -> Result<Vec<String>, StoreError> {
     let pending: Vec<String> = Migrator::get_pending_migrations(db)
         .await
         .map_err(|e| StoreError::Migrate(e.to_string()))?
@@ -208,6 +248,48 @@ pub fn is_unique_violation(error: &sea_orm::DbErr) -> bool {
         error.sql_err(),
         Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
     )
+}
+
+/// Whether `error` says the database is away or too busy to answer (the
+/// server down or restarting, a connection lost or refused, the pool unable
+/// to hand out a connection in time, SQLite's lock not granted in time),
+/// rather than that this request's statement went wrong. Such a failure is
+/// answered 503 with `Retry-After` (docs/operating.md, "When the database
+/// is away"); the request may be sent again.
+pub fn is_unavailable(error: &sea_orm::DbErr) -> bool {
+    use sea_orm::{DbErr, RuntimeErr};
+    match error {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            sqlx_unavailable(e)
+        }
+        _ => false,
+    }
+}
+
+fn sqlx_unavailable(error: &sea_orm::sqlx::Error) -> bool {
+    use sea_orm::sqlx::Error;
+    match error {
+        Error::Io(_)
+        | Error::Tls(_)
+        | Error::PoolTimedOut
+        | Error::PoolClosed
+        | Error::WorkerCrashed => true,
+        Error::Database(e) => e.code().is_some_and(|code| unavailable_code(&code)),
+        _ => false,
+    }
+}
+
+/// PostgreSQL SQLSTATEs (Appendix A of its manual) that mean "not now":
+/// class 08 (connection exception), 57P01–57P03 (the server shutting down,
+/// crashed or starting), 53300 (too many connections). SQLite result codes
+/// (primary code in the low byte): 5 `SQLITE_BUSY`, 6 `SQLITE_LOCKED`.
+fn unavailable_code(code: &str) -> bool {
+    if code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300") {
+        return true;
+    }
+    code.parse::<u32>()
+        .is_ok_and(|sqlite| matches!(sqlite & 0xff, 5 | 6))
 }
 
 /// A round trip to the database (`SELECT 1`), for readiness.
@@ -284,6 +366,25 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unavailable_codes() {
+        for code in [
+            "08006", "08001", "57P01", "57P03", "53300", "5", "517", "6", "262",
+        ] {
+            assert!(unavailable_code(code), "{code}");
+        }
+        // A unique violation (PostgreSQL 23505, SQLite 2067) or a syntax
+        // error is this request's own failure, not the database's absence.
+        for code in ["23505", "42601", "2067", "1", "19"] {
+            assert!(!unavailable_code(code), "{code}");
+        }
+        use sea_orm::{ConnAcquireErr, DbErr};
+        assert!(is_unavailable(&DbErr::ConnectionAcquire(
+            ConnAcquireErr::Timeout
+        )));
+        assert!(!is_unavailable(&DbErr::RecordNotFound("x".into())));
+    }
 
     #[test]
     fn redacts_passwords() {

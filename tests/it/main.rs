@@ -12,6 +12,7 @@ mod client_ip;
 mod clients;
 
 mod cli;
+mod db_outage;
 mod discovery;
 mod email;
 mod health;
@@ -21,6 +22,7 @@ mod logout;
 mod mail_queue;
 mod oidc;
 mod oidc_rules;
+mod own_postgres;
 mod passkey_authenticator;
 mod passkeys;
 mod session_factors;

@@ -152,6 +152,14 @@ fn json_respond(result: Result<Response, PageError>) -> Response {
         PageError::BadForm(reason) => {
             json_error(StatusCode::BAD_REQUEST, "invalid_request", &reason)
         }
+        PageError::Unavailable(reason) => {
+            tracing::warn!(%reason, "database unavailable");
+            crate::http::error::with_retry_after(json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the service is temporarily unavailable; try again shortly",
+            ))
+        }
         PageError::Internal(reason) => {
             tracing::error!(%reason, "passkey endpoint failed");
             json_error(
