@@ -10,6 +10,7 @@ mod address_limits;
 mod api_keys;
 mod client_ip;
 mod clients;
+mod crash;
 
 mod cli;
 mod db_outage;
