@@ -75,6 +75,10 @@ pub struct HttpSettings {
     pub body_limit_bytes: usize,
     /// Seconds a request may take before it is answered 408. Default `30`.
     pub request_timeout_secs: u64,
+    /// Seconds SIGTERM waits for the requests in flight to finish before
+    /// the process stops anyway; new connections are refused from the
+    /// signal on. Default `10`.
+    pub shutdown_grace_secs: u64,
     /// Proxies (IP addresses or CIDR blocks) whose `Forwarded` /
     /// `X-Forwarded-For` headers say who the client is. Default empty: the
     /// TCP peer is the client and those headers are ignored.
@@ -455,6 +459,7 @@ impl Default for HttpSettings {
         Self {
             body_limit_bytes: 64 * 1024,
             request_timeout_secs: 30,
+            shutdown_grace_secs: 10,
             trusted_proxies: Vec::new(),
         }
     }

@@ -111,10 +111,14 @@ impl Application {
         self.run_until(shutdown_signal()).await
     }
 
-    /// Serves until `signal` completes, then shuts down gracefully. The
-    /// sweep of expired rows and the mail worker run beside the server and
-    /// stop with it (a message cut off mid-send is sent again by the next
-    /// node whose worker finds its lease run out: `service::mail`).
+    /// Serves until `signal` completes, then shuts down gracefully: no new
+    /// connections, the requests in flight finish, for at most
+    /// `http.shutdown_grace_secs` (a request still running then is cut
+    /// off; what it had committed stays, what it had not is not
+    /// acknowledged). The sweep of expired rows and the mail worker run
+    /// beside the server and stop with it (a message cut off mid-send is
+    /// sent again by the next node whose worker finds its lease run out:
+    /// `service::mail`).
     pub async fn run_until(
         self,
         signal: impl Future<Output = ()> + Send + 'static,
@@ -125,9 +129,29 @@ impl Application {
         let service = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(self.listener, service)
+        let (fired, signalled) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            signal.await;
+            let _ = fired.send(());
+        };
+        let grace = std::time::Duration::from_secs(self.state.settings.http.shutdown_grace_secs);
+        let grace_over = async move {
+            match signalled.await {
+                Ok(()) => tokio::time::sleep(grace).await,
+                // The server stopped without the signal.
+                Err(_) => std::future::pending().await,
+            }
+        };
+        let serving = axum::serve(self.listener, service)
             .with_graceful_shutdown(signal)
-            .await;
+            .into_future();
+        let served = tokio::select! {
+            served = serving => served,
+            () = grace_over => {
+                tracing::warn!(grace_secs = grace.as_secs(), "shutdown grace ran out; stopping with requests still in flight");
+                Ok(())
+            }
+        };
         if let Some(sweeper) = sweeper {
             sweeper.abort();
         }

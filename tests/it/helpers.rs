@@ -410,6 +410,24 @@ impl TestApp {
             .expect("request")
     }
 
+    /// Sends the server its stop signal (SIGTERM's path) and returns at
+    /// once; `stopped` waits for the server to end.
+    pub fn signal_stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Waits until the server has ended, after `signal_stop`.
+    pub async fn stopped(&mut self) {
+        if let Some(server) = self.server.take() {
+            server
+                .await
+                .expect("server task")
+                .expect("server ran cleanly");
+        }
+    }
+
     /// Stops the server gracefully and waits until it has.
     pub async fn stop(&mut self) {
         if let Some(stop) = self.stop.take() {

@@ -27,6 +27,7 @@ mod own_postgres;
 mod passkey_authenticator;
 mod passkeys;
 mod session_factors;
+mod shutdown;
 mod store_append;
 mod store_files;
 mod store_passkeys;
