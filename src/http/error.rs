@@ -73,7 +73,10 @@ pub fn invalid_request(d: &str) -> Response {
     error(&OAuthError::invalid_request(d), false)
 }
 
-pub fn server_error(e: impl std::fmt::Display) -> Response {
+pub fn server_error(e: impl std::fmt::Display + 'static) -> Response {
+    if let Some(service::Error::Db(_)) = (&e as &dyn std::any::Any).downcast_ref() {
+        crate::metrics::db_error();
+    }
     tracing::error!(error = %e, "token endpoint family failed");
     oauth_json(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -119,6 +122,9 @@ impl IntoResponse for Bearer {
                 (status, value)
             }
             Bearer::Failed(e) => {
+                if matches!(e, service::Error::Db(_)) {
+                    crate::metrics::db_error();
+                }
                 tracing::error!(error = %e, "userinfo failed");
                 return StatusCode::INTERNAL_SERVER_ERROR.into_response();
             }
@@ -150,6 +156,9 @@ pub enum PageError {
 
 impl From<service::Error> for PageError {
     fn from(e: service::Error) -> Self {
+        if matches!(e, service::Error::Db(_)) {
+            crate::metrics::db_error();
+        }
         PageError::Internal(e.to_string())
     }
 }
