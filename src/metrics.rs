@@ -549,6 +549,78 @@ mod tests {
     }
 
     #[test]
+    fn the_grafana_dashboard_parses_and_queries_only_what_we_export() {
+        let text = Metrics::new().render(PoolConnections::default());
+        let mut exported = HashSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap();
+                let suffixes: &[&str] = match kind {
+                    "counter" => &["_total"],
+                    "histogram" => &["_bucket", "_sum", "_count"],
+                    "info" => &["_info"],
+                    _ => &[""],
+                };
+                for suffix in suffixes {
+                    exported.insert(format!("{name}{suffix}"));
+                }
+            }
+        }
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/grafana-dashboard.json");
+        let dashboard: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).expect("valid JSON");
+        let panels = dashboard["panels"].as_array().expect("panels");
+        let mut queried = HashSet::new();
+        for panel in panels {
+            for target in panel["targets"].as_array().expect("targets") {
+                let expr = target["expr"].as_str().expect("expr");
+                for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                    if word.starts_with("stepgate_") {
+                        assert!(exported.contains(word), "{word} is not exported");
+                        queried.insert(word.to_owned());
+                    }
+                }
+            }
+        }
+        for family in [
+            "stepgate_http_requests_total",
+            "stepgate_http_request_duration_seconds_bucket",
+            "stepgate_logins_total",
+            "stepgate_second_factor_total",
+            "stepgate_tokens_issued_total",
+            "stepgate_refresh_reuse_detected_total",
+            "stepgate_db_errors_total",
+            "stepgate_db_pool_connections",
+        ] {
+            assert!(
+                queried.contains(family),
+                "the dashboard has no panel for {family}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_operators_guide_lists_every_family() {
+        let guide = include_str!("../docs/operating.md");
+        let section = guide.split("## Metrics").nth(1).expect("a Metrics section");
+        let text = Metrics::new().render(PoolConnections::default());
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap();
+                let shown = match kind {
+                    "counter" => format!("`{name}_total`"),
+                    "info" => format!("`{name}_info`"),
+                    _ => format!("`{name}`"),
+                };
+                assert!(
+                    section.contains(&shown),
+                    "docs/operating.md does not list {shown}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn grants_parse_from_their_rfc_names() {
         for grant in Grant::ALL {
             assert_eq!(Grant::parse(grant.as_str()), Some(grant));
