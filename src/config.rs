@@ -48,6 +48,7 @@ pub struct Settings {
     pub passkeys: PasskeySettings,
     pub oauth: OAuthSettings,
     pub sweep: SweepSettings,
+    pub metrics: MetricsSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -221,6 +222,39 @@ pub struct SweepSettings {
     /// A run of failed attempts with no failure for this long, and no lock
     /// left, is forgotten. Default `86400`.
     pub forget_failures_secs: u64,
+}
+
+/// The Prometheus `/metrics` listener (docs/operating.md, "Metrics").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// The address `/metrics` is served on, apart from the public
+    /// `listen` (never on the public port); empty turns metrics off.
+    /// Default `127.0.0.1:9464`.
+    pub listen: String,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9464".into(),
+        }
+    }
+}
+
+impl MetricsSettings {
+    /// The address to serve `/metrics` on, `None` when metrics are off,
+    /// or why the setting is not an address.
+    pub fn listen_addr(&self) -> Result<Option<SocketAddr>, String> {
+        let listen = self.listen.trim();
+        if listen.is_empty() {
+            return Ok(None);
+        }
+        listen
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("not an address such as 127.0.0.1:9464 (got {listen:?})"))
+    }
 }
 
 /// Passkeys (WebAuthn). They are offered only when the issuer has a host
@@ -439,6 +473,7 @@ impl Default for Settings {
             passkeys: PasskeySettings::default(),
             oauth: OAuthSettings::default(),
             sweep: SweepSettings::default(),
+            metrics: MetricsSettings::default(),
         }
     }
 }
@@ -640,6 +675,11 @@ impl Settings {
             return Err(ConfigError::Invalid(
                 "key `sweep.batch_size`: must be positive".into(),
             ));
+        }
+        if let Err(reason) = self.metrics.listen_addr() {
+            return Err(ConfigError::Invalid(format!(
+                "key `metrics.listen`: {reason}; empty turns metrics off"
+            )));
         }
         if self.ui.product_name.trim().is_empty() {
             return Err(ConfigError::Invalid(

@@ -9,6 +9,7 @@ pub mod email;
 pub mod hasher;
 pub mod http;
 pub mod keys;
+pub mod metrics;
 pub mod protocol;
 pub mod service;
 pub mod startup;

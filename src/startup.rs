@@ -25,12 +25,17 @@ pub enum StartError {
     Email(#[from] EmailError),
     #[error("cannot listen on {addr}: {reason}")]
     Bind { addr: SocketAddr, reason: String },
+    #[error("key `metrics.listen`: cannot listen on {addr}: {reason}")]
+    MetricsBind { addr: String, reason: String },
 }
 
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     local_addr: SocketAddr,
+    /// The `/metrics` listener and its address, apart from the public one
+    /// (`metrics.listen`; none when empty).
+    metrics: Option<(TcpListener, SocketAddr)>,
     /// For the background tasks `run_until` starts beside the server.
     state: AppState,
 }
@@ -61,8 +66,14 @@ impl Application {
     ) -> Result<Self, StartError> {
         // Keys before the database: a broken key file stops the start at once.
         let keys = load_keys(&settings)?;
+        let metrics = bind_metrics(&settings).await?;
         let db = open_database(&settings).await?;
-        Self::assemble(settings, listener, keys, db, clock)
+        let mut app = Self::assemble(settings, listener, keys, db, clock)?;
+        app.metrics = metrics;
+        if let Some((_, address)) = &app.metrics {
+            tracing::info!(%address, "serving /metrics");
+        }
+        Ok(app)
     }
 
     fn assemble(
@@ -88,6 +99,7 @@ impl Application {
             listener,
             router: crate::http::router(state.clone()),
             local_addr,
+            metrics: None,
             state,
         })
     }
@@ -104,6 +116,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.local_addr.port()
+    }
+
+    /// Where `/metrics` is served (`metrics.listen`), `None` when off.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(_, addr)| *addr)
     }
 
     /// Serves until SIGTERM or Ctrl-C, then finishes the requests in flight.
@@ -126,6 +143,14 @@ impl Application {
         let sweeper = (self.state.settings.sweep.interval_secs > 0)
             .then(|| tokio::spawn(crate::service::sweep::run(self.state.clone())));
         let mail_worker = tokio::spawn(crate::service::mail::run(self.state.clone()));
+        let metrics_server = self.metrics.and_then(|(listener, _)| {
+            let router = metrics_router(&self.state)?;
+            Some(tokio::spawn(async move {
+                if let Err(error) = axum::serve(listener, router).await {
+                    tracing::error!(%error, "the /metrics listener stopped");
+                }
+            }))
+        });
         let service = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
@@ -156,8 +181,50 @@ impl Application {
             sweeper.abort();
         }
         mail_worker.abort();
+        // A scrape cut off is repeated by Prometheus at its next interval.
+        if let Some(metrics_server) = metrics_server {
+            metrics_server.abort();
+        }
         served
     }
+}
+
+/// Binds `metrics.listen`, unless it is empty.
+async fn bind_metrics(
+    settings: &Settings,
+) -> Result<Option<(TcpListener, SocketAddr)>, StartError> {
+    let failed = |reason: String| StartError::MetricsBind {
+        addr: settings.metrics.listen.clone(),
+        reason,
+    };
+    let Some(addr) = settings.metrics.listen_addr().map_err(failed)? else {
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let bound = listener.local_addr().map_err(|e| failed(e.to_string()))?;
+    Ok(Some((listener, bound)))
+}
+
+/// The metrics listener's one route: `GET /metrics`, the registry's text
+/// with the database pool read at that moment. Anything else is 404.
+fn metrics_router(state: &AppState) -> Option<axum::Router> {
+    let metrics = state.metrics.clone()?;
+    let db = state.store.db.clone();
+    let scrape = move || {
+        let text = metrics.render(store::pool_connections(&db));
+        async move {
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    crate::metrics::CONTENT_TYPE,
+                )],
+                text,
+            )
+        }
+    };
+    Some(axum::Router::new().route("/metrics", axum::routing::get(scrape)))
 }
 
 fn load_keys(settings: &Settings) -> Result<KeyStore, StartError> {

@@ -14,6 +14,7 @@ use crate::crypto::PurposeKey;
 use crate::email::{EmailError, Mailer};
 use crate::hasher::Hasher;
 use crate::keys::KeyStore;
+use crate::metrics::Metrics;
 use crate::protocol::discovery::ProviderMetadata;
 use crate::store::Store;
 
@@ -53,6 +54,9 @@ pub struct Shared {
     /// step 8; the rp id is a registrable domain suffix of the origin), and
     /// passkeys are not offered.
     pub webauthn: Option<webauthn_rs::Webauthn>,
+    /// This server's Prometheus registry; `None` when `metrics.listen` is
+    /// empty, and then nothing is counted.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 impl AppState {
@@ -64,6 +68,8 @@ impl AppState {
     ) -> Result<Self, EmailError> {
         let master = *keys.master().bytes();
         let webauthn = relying_party(&settings);
+        let metrics =
+            matches!(settings.metrics.listen_addr(), Ok(Some(_))).then(|| Arc::new(Metrics::new()));
         let documents = Documents {
             // `phr` is offered only where a passkey can be used.
             discovery: to_json(&ProviderMetadata::new(&settings.issuer, webauthn.is_some())),
@@ -77,10 +83,12 @@ impl AppState {
             csrf_key: PurposeKey::derive(&master, "stepgate/csrf/v1"),
             throttle_key: PurposeKey::derive(&master, "stepgate/login-throttle/v1"),
             issuer_origin: settings.issuer_url().origin().ascii_serialization().into(),
-            store: Store::new(
+            store: Store::counting(
                 db,
                 std::time::Duration::from_secs(settings.oauth.client_cache_secs),
+                metrics.clone(),
             ),
+            metrics,
             keys,
             webauthn,
             settings,

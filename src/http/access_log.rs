@@ -14,6 +14,12 @@
 //! response event cost about a fifth of a `GET /jwks` (docs/performance.md,
 //! fourth round).
 //!
+//! With metrics on, the same place counts the request and its latency
+//! (`crate::metrics`), labelled with the route template axum matched
+//! (`MatchedPath`, set before this layer runs: it is applied per route by
+//! `Router::layer`), or `unmatched`; and it runs the handler with that
+//! registry in reach of `metrics::db_error`.
+//!
 //! The path only, never the query: a query may carry codes, tokens or
 //! emails. The line is at `info`, or `error` for a 5xx answer; its target is
 //! `stepgate::request`, so `log.level = "info,stepgate::request=warn"`
@@ -21,13 +27,16 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use axum::extract::MatchedPath;
 use axum::http::{HeaderName, HeaderValue, Method, Request, Response, Uri};
 use tokio::task::futures::TaskLocalFuture;
 use tower::{Layer, Service};
 
+use crate::metrics::{self, Metrics};
 use crate::telemetry::{self, RequestId};
 
 /// Gives each request an id in `header` (module comment) and logs it once
@@ -35,11 +44,13 @@ use crate::telemetry::{self, RequestId};
 #[derive(Clone)]
 pub struct AccessLogLayer {
     header: HeaderName,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl AccessLogLayer {
-    pub fn new(header: HeaderName) -> Self {
-        Self { header }
+    /// `metrics`: where requests are counted; `None` counts nothing.
+    pub fn new(header: HeaderName, metrics: Option<Arc<Metrics>>) -> Self {
+        Self { header, metrics }
     }
 }
 
@@ -50,6 +61,7 @@ impl<S> Layer<S> for AccessLogLayer {
         AccessLog {
             inner,
             header: self.header.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -58,6 +70,7 @@ impl<S> Layer<S> for AccessLogLayer {
 pub struct AccessLog<S> {
     inner: S,
     header: HeaderName,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl<S, B, R> Service<Request<B>> for AccessLog<S>
@@ -66,7 +79,8 @@ where
 {
     type Response = Response<R>;
     type Error = S::Error;
-    type Future = TaskLocalFuture<RequestId, Logged<S::Future>>;
+    type Future =
+        TaskLocalFuture<RequestId, TaskLocalFuture<Option<Arc<Metrics>>, Logged<S::Future>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -85,13 +99,22 @@ where
                 fresh
             }
         };
+        // The route template when a route matched, cloned only with
+        // metrics on (it is a reference count).
+        let route = self
+            .metrics
+            .as_ref()
+            .and_then(|_| request.extensions().get::<MatchedPath>().cloned());
         let logged = Logged {
             method: request.method().clone(),
             uri: request.uri().clone(),
             start: Instant::now(),
+            metrics: self.metrics.clone(),
+            route,
             inner: self.inner.call(request),
         };
-        telemetry::REQUEST_ID.scope(RequestId(id), logged)
+        let counted = metrics::scope(self.metrics.clone(), logged);
+        telemetry::REQUEST_ID.scope(RequestId(id), counted)
     }
 }
 
@@ -110,6 +133,8 @@ pin_project_lite::pin_project! {
         method: Method,
         uri: Uri,
         start: Instant,
+        metrics: Option<Arc<Metrics>>,
+        route: Option<MatchedPath>,
         #[pin]
         inner: F,
     }
@@ -124,7 +149,16 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
         let result = std::task::ready!(this.inner.poll(cx));
-        let latency_us = u64::try_from(this.start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let elapsed = this.start.elapsed();
+        let latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        if let (Some(metrics), Ok(response)) = (this.metrics.as_ref(), &result) {
+            metrics.request(
+                this.route.as_ref().map(MatchedPath::as_str),
+                this.method,
+                response.status().as_u16(),
+                elapsed.as_secs_f64(),
+            );
+        }
         let (method, path) = (this.method.as_str(), this.uri.path());
         match &result {
             Ok(response) if response.status().is_server_error() => tracing::error!(

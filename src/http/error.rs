@@ -77,6 +77,9 @@ pub fn invalid_request(d: &str) -> Response {
 /// 503 `temporarily_unavailable` with `Retry-After` while the database is
 /// away (the request may be sent again), else a logged `server_error`.
 pub fn server_error(e: service::Error) -> Response {
+    if matches!(e, service::Error::Db(_)) {
+        crate::metrics::db_error();
+    }
     if e.is_unavailable() {
         tracing::warn!(error = %e, "database unavailable");
         return with_retry_after(oauth_json(
@@ -146,6 +149,9 @@ impl IntoResponse for Bearer {
             // `temporarily_unavailable` with `Retry-After`.
             Bearer::Failed(e) if e.is_unavailable() => return server_error(e),
             Bearer::Failed(e) => {
+                if matches!(e, service::Error::Db(_)) {
+                    crate::metrics::db_error();
+                }
                 tracing::error!(error = %e, "userinfo failed");
                 return StatusCode::INTERNAL_SERVER_ERROR.into_response();
             }
@@ -180,6 +186,9 @@ pub enum PageError {
 
 impl From<service::Error> for PageError {
     fn from(e: service::Error) -> Self {
+        if matches!(e, service::Error::Db(_)) {
+            crate::metrics::db_error();
+        }
         if e.is_unavailable() {
             PageError::Unavailable(e.to_string())
         } else {

@@ -44,6 +44,7 @@ const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; \
 
 pub fn router(state: AppState) -> Router {
     let limit_state = state.clone();
+    let state_metrics = state.metrics.clone();
     // Validated at load (`Settings::validate`); settings built in code that
     // skipped it trust no proxy, the safe side.
     let proxies = client_ip::TrustedProxies::parse(&state.settings.http.trusted_proxies)
@@ -211,7 +212,7 @@ pub fn router(state: AppState) -> Router {
 
     routes.layer(
         ServiceBuilder::new()
-            .layer(access_log::AccessLogLayer::new(REQUEST_ID))
+            .layer(access_log::AccessLogLayer::new(REQUEST_ID, state_metrics))
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
             .layer(axum::middleware::from_fn_with_state(
                 std::sync::Arc::new(proxies),

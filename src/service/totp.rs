@@ -201,21 +201,26 @@ async fn check_code(
         return Ok(Err(CodeError::NoCredential));
     };
     let counter = Counter::second_factor(state, &user.id);
+    // What a refused code was, for its audit event: a valid code whose
+    // time-step was used already (RFC 6238 §5.2), or a recovery code.
+    let mut refused = Refusal::WrongCode;
     let checked = attempts::attempt(state, &counter, async {
         Ok(match totp_step(state, user, &credential, input, now) {
             Some(step) if store::accept_step(&state.store.db, &user.id, step as i64).await? => {
                 Some(Passed::Totp)
             }
-            Some(_) => None, // a replay of this step or an older one
+            Some(_) => {
+                // a replay of this step or an older one
+                refused = Refusal::Replayed;
+                None
+            }
             None if allow_recovery => match totp::normalize_recovery_code(input) {
                 Some(code)
-                    if recovery_codes::consume(
-                        &state.store.db,
-                        &user.id,
-                        &sha256_hex(&code),
-                        now,
-                    )
-                    .await? =>
+                    if {
+                        refused = Refusal::WrongRecoveryCode;
+                        recovery_codes::consume(&state.store.db, &user.id, &sha256_hex(&code), now)
+                            .await?
+                    } =>
                 {
                     Some(Passed::RecoveryCode)
                 }
@@ -225,7 +230,20 @@ async fn check_code(
         })
     })
     .await?;
-    audit_code_outcome(state, user, ip, checked).await
+    audit_code_outcome(state, user, ip, checked, refused).await
+}
+
+/// Why a checked code was refused, as its audit event says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// Not a valid code (nor, where allowed, a recovery code's shape).
+    WrongCode,
+    /// A valid code whose time-step was used already: `totp.check`,
+    /// `replayed`.
+    Replayed,
+    /// A recovery code's shape that matches no unused code:
+    /// `recovery_code.used`, `failure`.
+    WrongRecoveryCode,
 }
 
 /// Audits a checked code and turns the outcome into the caller's answer.
@@ -234,6 +252,7 @@ async fn audit_code_outcome(
     user: &User,
     ip: Option<&str>,
     checked: Outcome<Passed>,
+    refused: Refusal,
 ) -> Result<Result<Passed, CodeError>, Error> {
     match checked {
         Outcome::Passed(passed) => {
@@ -260,15 +279,12 @@ async fn audit_code_outcome(
             failures,
             lock_secs,
         } => {
-            audit(
-                state,
-                Kind::TotpCheck,
-                AuditOutcome::Failure,
-                &user.id,
-                ip,
-                None,
-            )
-            .await?;
+            let (kind, outcome) = match refused {
+                Refusal::WrongCode => (Kind::TotpCheck, AuditOutcome::Failure),
+                Refusal::Replayed => (Kind::TotpCheck, AuditOutcome::Replayed),
+                Refusal::WrongRecoveryCode => (Kind::RecoveryCodeUsed, AuditOutcome::Failure),
+            };
+            audit(state, kind, outcome, &user.id, ip, None).await?;
             if let Some(delay) = lock_secs {
                 let detail = format!("{failures} consecutive failures; locked {delay} s");
                 audit(
@@ -360,7 +376,15 @@ pub async fn confirm_activation(
     })
     .await?;
     let activated = matches!(checked, Outcome::Passed(true));
-    if let Err(e) = audit_code_outcome(state, user, ip, checked.map(|_| Passed::Totp)).await? {
+    if let Err(e) = audit_code_outcome(
+        state,
+        user,
+        ip,
+        checked.map(|_| Passed::Totp),
+        Refusal::WrongCode,
+    )
+    .await?
+    {
         return Ok(Err(e));
     }
     if !activated {

@@ -58,6 +58,7 @@ use sea_orm::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::entities::{access_tokens, audit_events, refresh_tokens};
+use crate::metrics::{Event, Metrics};
 
 /// Callers per transaction at most (each adds a few rows): the largest
 /// multi-row `INSERT` stays far below SQLite's 32,766 bound variables.
@@ -70,7 +71,9 @@ const QUEUE: usize = 4096;
 pub enum Row {
     AccessToken(access_tokens::ActiveModel),
     RefreshToken(refresh_tokens::ActiveModel),
-    Audit(audit_events::ActiveModel),
+    /// An audit event, and what it counts for once committed
+    /// (`audit::counted`).
+    Audit(audit_events::ActiveModel, Option<Event>),
 }
 
 /// A one-time use: an `UPDATE` that changes one row only while it is still
@@ -99,9 +102,18 @@ impl Appender {
     /// Starts the writer task on the current tokio runtime, writing on a
     /// connection of its own where that helps (`store::writer_connection`).
     pub fn start(db: DatabaseConnection) -> Self {
+        Self::start_counting(db, None)
+    }
+
+    /// As `start`, and counts the audit events it commits in `metrics`.
+    pub fn start_counting(db: DatabaseConnection, metrics: Option<Arc<Metrics>>) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         let batches = Arc::new(AtomicU64::new(0));
-        tokio::spawn(run(super::writer_connection(&db), rx, batches.clone()));
+        let writer = Writer {
+            db: super::writer_connection(&db),
+            metrics,
+        };
+        tokio::spawn(run(writer, rx, batches.clone()));
         Self { tx, batches }
     }
 
@@ -138,7 +150,30 @@ impl Appender {
     }
 }
 
-async fn run(db: DatabaseConnection, mut rx: mpsc::Receiver<Job>, batches: Arc<AtomicU64>) {
+/// The writer task's connection, and where it counts what it committed.
+struct Writer {
+    db: DatabaseConnection,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl Writer {
+    /// Answers a job's caller; a job whose rows were committed has its
+    /// audit events counted first, so a test (or a scrape) that saw the
+    /// answer sees the count.
+    fn answer(&self, job: Job, result: Result<bool, DbErr>) {
+        if let (Some(metrics), Ok(true)) = (&self.metrics, &result) {
+            for row in &job.rows {
+                if let Row::Audit(_, Some(event)) = row {
+                    metrics.event(*event);
+                }
+            }
+        }
+        let _ = job.done.send(result);
+    }
+}
+
+async fn run(writer: Writer, mut rx: mpsc::Receiver<Job>, batches: Arc<AtomicU64>) {
+    let db = &writer.db;
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         // Let the requests that are ready to run reach this batch (see the
@@ -154,10 +189,10 @@ async fn run(db: DatabaseConnection, mut rx: mpsc::Receiver<Job>, batches: Arc<A
         }
         batches.fetch_add(1, Ordering::Relaxed);
         let batch: Vec<&Job> = jobs.iter().collect();
-        match write(&db, &batch).await {
+        match write(db, &batch).await {
             Ok(held) => {
                 for (job, held) in jobs.drain(..).zip(held) {
-                    let _ = job.done.send(Ok(held));
+                    writer.answer(job, Ok(held));
                 }
             }
             Err(Failed::Unknown { error, xid, held }) => {
@@ -169,7 +204,7 @@ async fn run(db: DatabaseConnection, mut rx: mpsc::Receiver<Job>, batches: Arc<A
                 // rotated. So ask the server what became of the
                 // transaction (module comment, "A commit whose outcome is
                 // unknown").
-                match transaction_outcome(&db, xid, RESOLVE_WITHIN).await {
+                match transaction_outcome(db, xid, RESOLVE_WITHIN).await {
                     Outcome::Committed => {
                         tracing::warn!(error = %error, "database commit reported an error but committed");
                         for (job, held) in jobs.drain(..).zip(held) {
@@ -179,7 +214,7 @@ async fn run(db: DatabaseConnection, mut rx: mpsc::Receiver<Job>, batches: Arc<A
                     Outcome::Aborted => {
                         tracing::warn!(error = %error, "database commit failed; nothing was written, retrying caller by caller");
                         for job in jobs.drain(..) {
-                            let result = write(&db, &[&job]).await;
+                            let result = write(db, &[&job]).await;
                             let _ = job
                                 .done
                                 .send(result.map(|held| held[0]).map_err(Failed::into_inner));
@@ -195,16 +230,14 @@ async fn run(db: DatabaseConnection, mut rx: mpsc::Receiver<Job>, batches: Arc<A
             }
             Err(Failed::Before(e)) if jobs.len() == 1 => {
                 if let Some(job) = jobs.pop() {
-                    let _ = job.done.send(Err(e));
+                    writer.answer(job, Err(e));
                 }
             }
             Err(Failed::Before(_)) => {
                 // Caller by caller: each learns about its own rows only.
                 for job in jobs.drain(..) {
-                    let result = write(&db, &[&job]).await;
-                    let _ = job
-                        .done
-                        .send(result.map(|held| held[0]).map_err(Failed::into_inner));
+                    let result = write(db, &[&job]).await;
+                    writer.answer(job, result.map(|held| held[0]).map_err(Failed::into_inner));
                 }
             }
         }
@@ -459,7 +492,7 @@ fn inserts(backend: DbBackend, rows: &[&Row]) -> Vec<Statement> {
         match row {
             Row::AccessToken(m) => tokens.push(m.clone()),
             Row::RefreshToken(m) => refresh.push(m.clone()),
-            Row::Audit(m) => events.push(m.clone()),
+            Row::Audit(m, _) => events.push(m.clone()),
         }
     }
     let mut statements = Vec::new();

@@ -5,6 +5,7 @@ use sea_orm::{DatabaseConnection, EntityTrait, QueryOrder, QuerySelect, Set};
 
 use super::append::{Appender, Row};
 use super::entities::audit_events::{self, Entity as AuditEvents, Model as AuditRow};
+use crate::metrics;
 
 /// What happened: one variant per kind of security event. The log stores
 /// the name (`as_str`), which operators filter on (docs/operating.md, "Audit
@@ -121,6 +122,8 @@ pub enum Outcome {
     Locked,
     /// Something was revoked in answer (a replay, a reuse).
     Revoked,
+    /// A valid TOTP code whose time-step was already used (RFC 6238 §5.2).
+    Replayed,
 }
 
 impl Outcome {
@@ -130,6 +133,7 @@ impl Outcome {
             Outcome::Failure => "failure",
             Outcome::Locked => "locked",
             Outcome::Revoked => "revoked",
+            Outcome::Replayed => "replayed",
         }
     }
 }
@@ -159,15 +163,47 @@ pub async fn record(
 /// The event as a row to add through `append`, with other rows that must
 /// commit with it.
 pub fn row(event: AuditEvent<'_>, now: i64) -> Row {
-    Row::Audit(audit_events::ActiveModel {
-        at: Set(now),
-        kind: Set(event.kind.as_str().to_owned()),
-        outcome: Set(event.outcome.as_str().to_owned()),
-        user_id: Set(event.user_id.map(str::to_owned)),
-        client_id: Set(event.client_id.map(str::to_owned)),
-        ip: Set(event.ip.map(str::to_owned)),
-        detail: Set(event.detail.map(str::to_owned)),
-        ..Default::default()
+    let counts = counted(&event);
+    Row::Audit(
+        audit_events::ActiveModel {
+            at: Set(now),
+            kind: Set(event.kind.as_str().to_owned()),
+            outcome: Set(event.outcome.as_str().to_owned()),
+            user_id: Set(event.user_id.map(str::to_owned)),
+            client_id: Set(event.client_id.map(str::to_owned)),
+            ip: Set(event.ip.map(str::to_owned)),
+            detail: Set(event.detail.map(str::to_owned)),
+            ..Default::default()
+        },
+        counts,
+    )
+}
+
+/// What an event counts for in the metrics (docs/operating.md,
+/// "Metrics"), counted once its row is committed (`append`). Events that
+/// follow another one already counted (a lockout after the failure that
+/// started it) and operator or profile actions count for nothing.
+pub fn counted(event: &AuditEvent<'_>) -> Option<metrics::Event> {
+    use metrics::{Event, Grant, LoginMethod, Outcome as Result, SecondFactor};
+    let result = match event.outcome {
+        Outcome::Success => Result::Ok,
+        Outcome::Failure => Result::Failed,
+        Outcome::Locked => Result::Locked,
+        Outcome::Replayed => Result::Replayed,
+        Outcome::Revoked => Result::Failed,
+    };
+    Some(match (event.kind, event.outcome) {
+        (Kind::SigninPassword, _) => Event::Login(LoginMethod::Password, result),
+        (Kind::SigninPasskey, _) => Event::Login(LoginMethod::Passkey, result),
+        (Kind::TotpCheck, _) => Event::SecondFactor(SecondFactor::Totp, result),
+        (Kind::RecoveryCodeUsed, _) => Event::SecondFactor(SecondFactor::RecoveryCode, result),
+        (Kind::PasskeyCheck, _) => Event::SecondFactor(SecondFactor::Passkey, result),
+        // The detail names the grant (service::token).
+        (Kind::TokenIssued, Outcome::Success) => Event::TokensIssued(Grant::parse(event.detail?)?),
+        (Kind::TokenRefreshed, Outcome::Success) => Event::TokensIssued(Grant::RefreshToken),
+        (Kind::RefreshReuseDetected, _) => Event::RefreshReuse,
+        (Kind::CodeReplayed, _) => Event::CodeReplay,
+        _ => return None,
     })
 }
 
@@ -183,6 +219,106 @@ pub async fn tail(db: &DatabaseConnection, limit: u64) -> Result<Vec<AuditRow>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn event(kind: Kind, outcome: Outcome, detail: Option<&str>) -> AuditEvent<'_> {
+        AuditEvent {
+            kind,
+            outcome,
+            user_id: None,
+            client_id: None,
+            ip: None,
+            detail,
+        }
+    }
+
+    #[test]
+    fn events_count_for_their_metric() {
+        use metrics::{Event, Grant, LoginMethod, Outcome as R, SecondFactor};
+        let cases = [
+            (
+                Kind::SigninPassword,
+                Outcome::Success,
+                None,
+                Some(Event::Login(LoginMethod::Password, R::Ok)),
+            ),
+            (
+                Kind::SigninPassword,
+                Outcome::Locked,
+                None,
+                Some(Event::Login(LoginMethod::Password, R::Locked)),
+            ),
+            (
+                Kind::SigninPasskey,
+                Outcome::Failure,
+                None,
+                Some(Event::Login(LoginMethod::Passkey, R::Failed)),
+            ),
+            (Kind::SigninLockout, Outcome::Locked, None, None),
+            (
+                Kind::TotpCheck,
+                Outcome::Replayed,
+                None,
+                Some(Event::SecondFactor(SecondFactor::Totp, R::Replayed)),
+            ),
+            (Kind::TotpLockout, Outcome::Locked, None, None),
+            (
+                Kind::RecoveryCodeUsed,
+                Outcome::Failure,
+                None,
+                Some(Event::SecondFactor(SecondFactor::RecoveryCode, R::Failed)),
+            ),
+            (
+                Kind::PasskeyCheck,
+                Outcome::Success,
+                None,
+                Some(Event::SecondFactor(SecondFactor::Passkey, R::Ok)),
+            ),
+            (
+                Kind::TokenIssued,
+                Outcome::Success,
+                Some("client_credentials"),
+                Some(Event::TokensIssued(Grant::ClientCredentials)),
+            ),
+            (
+                Kind::TokenIssued,
+                Outcome::Success,
+                Some("authorization_code"),
+                Some(Event::TokensIssued(Grant::AuthorizationCode)),
+            ),
+            (
+                Kind::TokenIssued,
+                Outcome::Success,
+                Some("something else"),
+                None,
+            ),
+            (
+                Kind::TokenRefreshed,
+                Outcome::Success,
+                None,
+                Some(Event::TokensIssued(Grant::RefreshToken)),
+            ),
+            (
+                Kind::RefreshReuseDetected,
+                Outcome::Revoked,
+                None,
+                Some(Event::RefreshReuse),
+            ),
+            (
+                Kind::CodeReplayed,
+                Outcome::Revoked,
+                None,
+                Some(Event::CodeReplay),
+            ),
+            (Kind::PasskeyRegistered, Outcome::Success, None, None),
+        ];
+        for (kind, outcome, detail, expected) in cases {
+            assert_eq!(
+                counted(&event(kind, outcome, detail)),
+                expected,
+                "{kind:?} {outcome:?}"
+            );
+        }
+    }
 
     #[test]
     fn every_kind_has_its_own_name_and_the_operators_guide_lists_it() {

@@ -53,8 +53,18 @@ pub struct Store {
 impl Store {
     /// Starts the writer on `db` and opens the read path where it applies.
     pub fn new(db: DatabaseConnection, client_cache: Duration) -> Self {
+        Self::counting(db, client_cache, None)
+    }
+
+    /// As `new`, and the writer counts the audit events it commits in
+    /// `metrics` (`store::audit::counted`).
+    pub fn counting(
+        db: DatabaseConnection,
+        client_cache: Duration,
+        metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    ) -> Self {
         Self {
-            appender: append::Appender::start(db.clone()),
+            appender: append::Appender::start_counting(db.clone(), metrics),
             reader: local_read::LocalReader::for_pool(&db),
             clients: client_cache::ClientCache::new(client_cache),
             db,
@@ -297,6 +307,37 @@ pub async fn ping(db: &DatabaseConnection) -> Result<(), sea_orm::DbErr> {
     let backend = db.get_database_backend();
     let stmt = sea_orm::Statement::from_string(backend, "SELECT 1");
     db.query_one_raw(stmt).await.map(|_| ())
+}
+
+/// The main pool's connections now, for `/metrics`: idle, in use, and the
+/// most it may open (`database.max_connections`). SQLite's writer and
+/// read-only connections are apart and not counted.
+pub fn pool_connections(db: &DatabaseConnection) -> crate::metrics::PoolConnections {
+    let (size, idle, max) = match db.get_database_backend() {
+        DbBackend::Sqlite => {
+            let pool = db.get_sqlite_connection_pool();
+            (
+                pool.size(),
+                pool.num_idle(),
+                pool.options().get_max_connections(),
+            )
+        }
+        DbBackend::Postgres => {
+            let pool = db.get_postgres_connection_pool();
+            (
+                pool.size(),
+                pool.num_idle(),
+                pool.options().get_max_connections(),
+            )
+        }
+        _ => (0, 0, 0),
+    };
+    let idle = u32::try_from(idle).unwrap_or(u32::MAX);
+    crate::metrics::PoolConnections {
+        idle,
+        in_use: size.saturating_sub(idle),
+        max,
+    }
 }
 
 pub fn backend_name(db: &DatabaseConnection) -> &'static str {

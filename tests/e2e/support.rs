@@ -108,6 +108,8 @@ impl Server {
         // Cheaper argon2id than production; the hashing path is the same.
         settings.password.argon2_memory_kib = 4096;
         settings.password.argon2_iterations = 1;
+        // No /metrics listener: the default port may be taken.
+        settings.metrics.listen = String::new();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind port 0");

@@ -220,6 +220,8 @@ pub struct TestApp {
     pub clock: Arc<dyn Clock>,
     /// The server's state, for what tests check beside HTTP (the mail queue).
     pub state: stepgate::state::AppState,
+    /// Where `/metrics` is served, when `metrics.listen` is set.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     // Last: removed after the server and the database are gone.
@@ -244,6 +246,9 @@ pub fn test_settings(dir: &Path, db: &TestDatabase) -> Settings {
     // path is the same.
     settings.password.argon2_memory_kib = 4096;
     settings.password.argon2_iterations = 1;
+    // Off: parallel servers would all want the default port. A test that
+    // scrapes sets `127.0.0.1:0` (tests/it/metrics.rs).
+    settings.metrics.listen = String::new();
     settings
 }
 
@@ -292,6 +297,7 @@ async fn start(
         .await
         .expect("the test server starts");
     let state = app.state().clone();
+    let metrics_addr = app.metrics_addr();
     let (stop, stopped) = oneshot::channel();
     let server = tokio::spawn(app.run_until(async {
         let _ = stopped.await;
@@ -304,6 +310,7 @@ async fn start(
         db,
         clock,
         state,
+        metrics_addr,
         stop: Some(stop),
         server: Some(server),
         dir,
@@ -537,7 +544,7 @@ pub fn write_config(dir: &Path, db: &TestDatabase, extra: &str) -> PathBuf {
         )
     };
     let text = format!(
-        "database_url = {:?}\nkeys_dir = {:?}\n[password]\nargon2_memory_kib = 4096\nargon2_iterations = 1\n{outbox}{extra}",
+        "database_url = {:?}\nkeys_dir = {:?}\n[password]\nargon2_memory_kib = 4096\nargon2_iterations = 1\n[metrics]\nlisten = \"\"\n{outbox}{extra}",
         db.url,
         dir.join("keys").display().to_string()
     );

@@ -21,6 +21,7 @@ mod keys;
 mod local_read;
 mod logout;
 mod mail_queue;
+mod metrics;
 mod oidc;
 mod oidc_rules;
 mod own_postgres;

@@ -62,13 +62,16 @@ pub(crate) fn token(jti: String, client_id: &str) -> Row {
 }
 
 fn event(n: usize) -> Row {
-    Row::Audit(audit_events::ActiveModel {
-        at: Set(1_800_000_000),
-        kind: Set("test.event".to_owned()),
-        outcome: Set("success".to_owned()),
-        detail: Set(Some(format!("event {n}"))),
-        ..Default::default()
-    })
+    Row::Audit(
+        audit_events::ActiveModel {
+            at: Set(1_800_000_000),
+            kind: Set("test.event".to_owned()),
+            outcome: Set("success".to_owned()),
+            detail: Set(Some(format!("event {n}"))),
+            ..Default::default()
+        },
+        None,
+    )
 }
 
 /// Registers a confidential `client_credentials` client.
