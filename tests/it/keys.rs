@@ -514,3 +514,50 @@ fn a_corrupt_key_file_stops_the_start_untouched() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("master.key"), "{}", stderr(&out));
 }
+
+/// While the database refuses connections, a read of the keys fails, the
+/// node keeps the keys it has, and `/jwks` and discovery answer from
+/// memory; the next read after it returns succeeds. PostgreSQL only (as
+/// `health::readiness_follows_the_database`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_answers_while_the_database_is_away() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let app = spawn_app_with(backend, |s| {
+        short(s);
+        s.database.connect_timeout_secs = 1;
+    })
+    .await;
+    let (_, name) = app.db.postgres.clone().unwrap();
+    let before = kids(&app).await;
+    app.db
+        .admin_execute(&format!(
+            "ALTER DATABASE \"{name}\" WITH ALLOW_CONNECTIONS false"
+        ))
+        .await;
+    app.db
+        .admin_execute(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+        ))
+        .await;
+    assert!(signing_keys::refresh(&app.state).await.is_err());
+    // Several background reads fail meanwhile.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(kids(&app).await, before);
+    let discovery = app.get("/.well-known/openid-configuration").await;
+    assert_eq!(discovery.status(), 200);
+    assert!(app.state.keys.signer(app.state.now_ms()).is_some());
+
+    app.db
+        .admin_execute(&format!(
+            "ALTER DATABASE \"{name}\" WITH ALLOW_CONNECTIONS true"
+        ))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while signing_keys::refresh(&app.state).await.is_err() {
+        assert!(Instant::now() < deadline, "the keys are read again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(kids(&app).await, before);
+}
