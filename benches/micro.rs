@@ -5,31 +5,20 @@
 //! test: no timings are asserted anywhere.
 
 use std::hint::black_box;
-use std::path::PathBuf;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use stepgate::auth::password::{hash_password, verify_password};
 use stepgate::auth::totp::{self, TotpParams};
 use stepgate::config::PasswordSettings;
 use stepgate::crypto::sha256_hex;
-use stepgate::keys::KeyStore;
+use stepgate::keys::SigningKey;
 use stepgate::protocol::jwt::{self, IdTokenClaims, TYP_ID_TOKEN};
 use stepgate::protocol::pkce;
 use stepgate::service::clients::secret_matches;
 
-/// A key store in a fresh temporary directory (one RSA-2048 key, parsed once,
-/// exactly as the server holds it).
-fn key_store() -> (KeyStore, PathBuf) {
-    let dir = std::env::temp_dir().join(format!(
-        "stepgate-bench-keys-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    let (store, _) = KeyStore::load_or_create(&dir).expect("a key store");
-    (store, dir)
+/// One RSA-2048 key, parsed once, exactly as the server holds it.
+fn signing_key() -> SigningKey {
+    SigningKey::generate().expect("a signing key").0
 }
 
 /// An ID token's claims as the authorization-code grant writes them.
@@ -54,8 +43,7 @@ fn id_token_claims() -> IdTokenClaims {
 }
 
 fn signing(c: &mut Criterion) {
-    let (store, dir) = key_store();
-    let key = store.active();
+    let key = signing_key();
     let claims = id_token_claims();
     c.bench_function("id_token_rs256_sign", |b| {
         b.iter(|| {
@@ -64,7 +52,6 @@ fn signing(c: &mut Criterion) {
             })
         })
     });
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 fn totp_verify(c: &mut Criterion) {

@@ -33,8 +33,10 @@ pub struct Settings {
     /// `sqlite://PATH?mode=rwc` or `postgres://USER:PASSWORD@HOST:PORT/DB`.
     /// Default `sqlite://data/stepgate.db?mode=rwc`.
     pub database_url: String,
-    /// Directory holding the signing keys and the master key. Default `keys`.
+    /// Directory holding the master key (`master.key`); signing key files
+    /// left by earlier versions are imported from it. Default `keys`.
     pub keys_dir: PathBuf,
+    pub keys: KeySettings,
     pub database: DatabaseSettings,
     pub http: HttpSettings,
     pub log: LogSettings,
@@ -206,6 +208,32 @@ pub struct LoginSettings {
     /// Wrong passwords for one account from all addresses together, per
     /// hour. Default `50`.
     pub account_failures_per_hour: u32,
+}
+
+/// The signing keys in the database (docs/operating.md, "Keys and
+/// rotation").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeySettings {
+    /// Seconds between two reads of the signing keys by every node: a
+    /// rotation or retirement reaches all nodes within it. At least 1.
+    /// Default `30`.
+    pub refresh_secs: u64,
+    /// Seconds a new key is published before it signs, so that relying
+    /// parties' cached JWKS hold it first. It must cover `refresh_secs`
+    /// plus how long relying parties cache the JWKS (`/jwks` says
+    /// `max-age=300`; some libraries keep it longer): at least
+    /// `refresh_secs`. Default `3600`.
+    pub publish_ahead_secs: u64,
+}
+
+impl Default for KeySettings {
+    fn default() -> Self {
+        Self {
+            refresh_secs: 30,
+            publish_ahead_secs: 3600,
+        }
+    }
 }
 
 /// The background sweep that deletes rows nothing can use any more
@@ -460,6 +488,7 @@ impl Default for Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: "sqlite://data/stepgate.db?mode=rwc".into(),
             keys_dir: PathBuf::from("keys"),
+            keys: KeySettings::default(),
             database: DatabaseSettings::default(),
             http: HttpSettings::default(),
             log: LogSettings::default(),
@@ -562,6 +591,17 @@ impl Settings {
             return Err(ConfigError::Invalid(format!(
                 "key `passkeys.max_per_user`: must be from 1 to 100 (got {})",
                 self.passkeys.max_per_user
+            )));
+        }
+        if self.keys.refresh_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "key `keys.refresh_secs`: must be at least 1".into(),
+            ));
+        }
+        if self.keys.publish_ahead_secs < self.keys.refresh_secs {
+            return Err(ConfigError::Invalid(format!(
+                "key `keys.publish_ahead_secs`: must be at least keys.refresh_secs ({}), or a node could sign with a key it has not published yet",
+                self.keys.refresh_secs
             )));
         }
         if self.database.max_connections == 0 {

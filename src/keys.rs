@@ -1,34 +1,55 @@
-//! Signing keys and the master key, kept as files in `keys_dir`.
+//! Signing keys and the master key.
 //!
-//! - `signing-<millis>.pem`: RSA-2048 private keys, PKCS#8 PEM, mode 0600. The
-//!   number is the creation time in Unix milliseconds; the newest key signs,
-//!   every key in the directory is published in the JWKS until its file is
-//!   removed.
-//! - `master.key`: 256 random bits, base64, mode 0600: the key that encrypts
-//!   secrets at rest (TOTP secrets, AES-256-GCM).
+//! - The signing keys live in the database (`signing_keys`), sealed, so that
+//!   every node reads the same keys: the database is the one thing every
+//!   node already shares and agrees on, a rotation or retirement is one
+//!   atomic statement every node sees at its next read, no shared writable
+//!   filesystem is needed (a mounted Kubernetes secret is read-only), and a
+//!   backup of the database carries the keys. `service::signing_keys` reads
+//!   and writes them; `protocol::signing_keys` says which one signs and
+//!   which are published; this module holds them, parsed once.
+//! - The private keys are sealed with AES-256-GCM (the kid as associated
+//!   data) under a key derived from the master key for that one purpose, so
+//!   a copy of the database alone reveals no private key.
+//! - `keys_dir/master.key`: 256 random bits, base64, mode 0600, the root of
+//!   every key that protects secrets at rest (signing keys, TOTP secrets).
+//!   It stays beside the process, never beside what it protects.
+//! - `keys_dir/signing-<millis>.pem` files are what versions before the
+//!   database kept: they are imported once at start (docs/operating.md,
+//!   "Keys and rotation") and may then be removed.
 //!
-//! Keys are generated and used with aws-lc-rs: the private key is parsed once
-//! at start and held, so a signature costs one RSA operation and no parsing.
-//! Files are created with `create_new` and linked into place, so nothing is
-//! ever overwritten, and a file that cannot be read or parsed stops the start.
+//! Keys are generated and used with aws-lc-rs: a private key is parsed once
+//! when a node first reads it and held, so a signature costs one RSA
+//! operation and no parsing.
 
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
 use aws_lc_rs::rsa::{KeyPair, KeySize};
 use aws_lc_rs::signature::ParsedPublicKey;
+use axum::body::Bytes;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::auth::totp::sealed;
+use crate::crypto::PurposeKey;
+use crate::protocol::jwt::VerifyKey;
+use crate::protocol::signing_keys::{self as lifecycle, KeyState, KeyStatus, KeyTimes};
+
 const SIGNING_PREFIX: &str = "signing-";
 const SIGNING_SUFFIX: &str = ".pem";
 const MASTER_KEY_FILE: &str = "master.key";
 const PEM_LABEL: &str = "PRIVATE KEY";
+/// The derivation label of the key that seals signing keys.
+const SEAL_LABEL: &str = "stepgate/signing-key-seal/v1";
+/// The one algorithm the keys sign with (RFC 7518 §3.3).
+pub const ALG: &str = "RS256";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -51,8 +72,6 @@ fn file_error(path: &Path, reason: impl ToString) -> KeyError {
 pub struct SigningKey {
     /// RFC 7638 JWK thumbprint (SHA-256), base64url.
     pub kid: String,
-    pub created_at: DateTime<Utc>,
-    pub path: PathBuf,
     key_pair: KeyPair,
     /// The public half, parsed once, for verifying our own tokens.
     verifier: ParsedPublicKey,
@@ -65,14 +84,24 @@ impl std::fmt::Debug for SigningKey {
         // Never prints key material.
         f.debug_struct("SigningKey")
             .field("kid", &self.kid)
-            .field("created_at", &self.created_at)
-            .field("path", &self.path)
             .finish()
     }
 }
 
 impl SigningKey {
-    fn from_pkcs8(der: &[u8], created_at: DateTime<Utc>, path: PathBuf) -> Result<Self, String> {
+    /// A new RSA-2048 key, and its PKCS#8 DER to seal and store.
+    pub fn generate() -> Result<(Self, Vec<u8>), KeyError> {
+        let key_pair =
+            KeyPair::generate(KeySize::Rsa2048).map_err(|e| KeyError::Generate(e.to_string()))?;
+        let der = AsDer::<Pkcs8V1Der>::as_der(&key_pair)
+            .map_err(|e| KeyError::Generate(e.to_string()))?
+            .as_ref()
+            .to_vec();
+        let key = Self::from_pkcs8(&der).map_err(KeyError::Generate)?;
+        Ok((key, der))
+    }
+
+    pub fn from_pkcs8(der: &[u8]) -> Result<Self, String> {
         let key_pair = KeyPair::from_pkcs8(der).map_err(|e| format!("not an RSA key: {e}"))?;
         if key_pair.public_modulus_len() < 256 {
             return Err("RSA keys must be at least 2048 bits".into());
@@ -87,8 +116,6 @@ impl SigningKey {
         .map_err(|e| format!("its public key does not parse: {e}"))?;
         Ok(Self {
             kid: rsa_thumbprint(&n, &e),
-            created_at,
-            path,
             key_pair,
             verifier,
             n,
@@ -119,11 +146,17 @@ impl SigningKey {
         Jwk {
             kty: "RSA",
             use_: "sig",
-            alg: "RS256",
+            alg: ALG,
             kid: self.kid.clone(),
             n: URL_SAFE_NO_PAD.encode(&self.n),
             e: URL_SAFE_NO_PAD.encode(&self.e),
         }
+    }
+}
+
+impl VerifyKey for SigningKey {
+    fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
+        self.verifier.verifies(message, signature)
     }
 }
 
@@ -165,6 +198,22 @@ impl MasterKey {
     pub fn bytes(&self) -> &[u8; 32] {
         &self.0
     }
+
+    /// A public name for this master key (an HMAC of a label, so it reveals
+    /// nothing of the key): recorded beside what it sealed.
+    pub fn id(&self) -> String {
+        let tag = PurposeKey::derive(&self.0, "stepgate/master-key-id/v1").sign(b"id");
+        tag[..16].to_owned()
+    }
+
+    fn seal_key(&self) -> [u8; 32] {
+        let tag = PurposeKey::derive(&self.0, SEAL_LABEL).sign(b"aes-256-gcm");
+        URL_SAFE_NO_PAD
+            .decode(tag)
+            .expect("an HMAC tag is valid base64url")
+            .try_into()
+            .expect("HMAC-SHA256 is 32 bytes")
+    }
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -173,89 +222,252 @@ impl std::fmt::Debug for MasterKey {
     }
 }
 
-/// Every key in `keys_dir`, loaded and parsed.
+/// Seals a signing key's PKCS#8 DER for its row; the kid is the associated
+/// data, so a sealed key moved to another row does not open.
+pub fn seal_private_key(master: &MasterKey, kid: &str, der: &[u8]) -> String {
+    sealed::seal(&master.seal_key(), kid, der)
+}
+
+/// The PKCS#8 DER of a sealed key; `None` under another master key or kid.
+pub fn unseal_private_key(master: &MasterKey, kid: &str, sealed_key: &str) -> Option<Vec<u8>> {
+    sealed::open(&master.seal_key(), kid, sealed_key)
+}
+
+/// Loads `keys_dir/master.key`, creating the directory and the key when
+/// missing (`true` then). An existing file is never touched.
+pub fn load_or_create_master(dir: &Path) -> Result<(MasterKey, bool), KeyError> {
+    ensure_dir(dir)?;
+    let path = dir.join(MASTER_KEY_FILE);
+    let mut created = false;
+    if !path.exists() {
+        let mut bytes = [0u8; 32];
+        random_bytes(&mut bytes)?;
+        let text = format!("{}\n", STANDARD.encode(bytes));
+        match write_new_secret_file(&path, text.as_bytes()) {
+            Ok(()) => created = true,
+            // Another process created it first: use theirs.
+            Err(_) if path.exists() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((load_master_key(&path)?, created))
+}
+
+/// A signing key file of the layout before the database.
 #[derive(Debug)]
-pub struct KeyStore {
-    /// Oldest first; the last one is the active signing key. Never empty.
-    signing: Vec<SigningKey>,
+pub struct LegacyKeyFile {
+    pub path: PathBuf,
+    /// Unix milliseconds, from the file name.
+    pub created_at: i64,
+    pub key: SigningKey,
+    pub der: Vec<u8>,
+}
+
+/// Every `signing-<millis>.pem` in `dir`, oldest first, parsed: one that
+/// cannot be read or parsed is an error naming it (and is left untouched).
+pub fn legacy_key_files(dir: &Path) -> Result<Vec<LegacyKeyFile>, KeyError> {
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let mut keys = Vec::new();
+    for (created_at, path) in signing_key_paths(dir)? {
+        warn_if_readable_by_others(&path);
+        let pem = fs::read_to_string(&path).map_err(|e| file_error(&path, e))?;
+        let der = pem_decode(&pem).map_err(|reason| file_error(&path, reason))?;
+        let key = SigningKey::from_pkcs8(&der).map_err(|reason| file_error(&path, reason))?;
+        keys.push(LegacyKeyFile {
+            path,
+            created_at: created_at.timestamp_millis(),
+            key,
+            der,
+        });
+    }
+    Ok(keys)
+}
+
+/// Writes a new RSA key as `signing-<millis>.pem`, the layout before the
+/// database: what an installation being upgraded holds (tests build such
+/// directories with it, and reuse one key to save RSA generation).
+pub fn write_legacy_key_file(dir: &Path, created_at: DateTime<Utc>) -> Result<PathBuf, KeyError> {
+    ensure_dir(dir)?;
+    let (_, der) = SigningKey::generate()?;
+    let millis = created_at.timestamp_millis();
+    let path = dir.join(format!("{SIGNING_PREFIX}{millis:013}{SIGNING_SUFFIX}"));
+    write_new_secret_file(&path, pem_encode(&der).as_bytes())?;
+    Ok(path)
+}
+
+/// One key of the ring: its recorded times and, unless it was already out
+/// of the JWKS when read, the key itself.
+#[derive(Debug, Clone)]
+struct RingEntry {
+    times: KeyTimes,
+    key: Option<Arc<SigningKey>>,
+}
+
+/// The keys one node holds, as last read from the database: which one
+/// signs and which are published is decided at the time asked
+/// (`protocol::signing_keys`), so a next key starts signing at its
+/// activation even between two reads. The JWKS document is serialized
+/// when the ring is built (at every read).
+#[derive(Debug)]
+pub struct KeyRing {
+    entries: Vec<RingEntry>,
+    /// How long a key that signed stays published after it stopped.
+    linger: i64,
+    jwks: Bytes,
+}
+
+impl KeyRing {
+    /// A ring of `keys` (with their parsed key where the caller has one),
+    /// its JWKS as published at `now`.
+    pub fn new(keys: Vec<(KeyTimes, Option<Arc<SigningKey>>)>, linger: i64, now: i64) -> Self {
+        let entries: Vec<RingEntry> = keys
+            .into_iter()
+            .map(|(times, key)| RingEntry { times, key })
+            .collect();
+        let mut ring = Self {
+            entries,
+            linger,
+            jwks: Bytes::new(),
+        };
+        ring.jwks = ring.build_jwks(now);
+        ring
+    }
+
+    /// The same keys, the JWKS rebuilt as published at `now` (when the
+    /// database cannot be read, keys still come and go by time).
+    pub fn at(&self, now: i64) -> Self {
+        Self::new(
+            self.entries
+                .iter()
+                .map(|e| (e.times.clone(), e.key.clone()))
+                .collect(),
+            self.linger,
+            now,
+        )
+    }
+
+    fn times(&self) -> Vec<KeyTimes> {
+        self.entries.iter().map(|e| e.times.clone()).collect()
+    }
+
+    /// Every key with its status at `now`, in activation order.
+    pub fn statuses(&self, now: i64) -> Vec<(KeyTimes, KeyStatus)> {
+        let times = self.times();
+        let statuses = lifecycle::statuses(&times, self.linger, now);
+        times.into_iter().zip(statuses).collect()
+    }
+
+    /// The key that signs at `now`: `None` only when the database holds no
+    /// active key (the start and `keys retire` make sure it does) or it
+    /// could not be unsealed.
+    pub fn signer(&self, now: i64) -> Option<Arc<SigningKey>> {
+        let index = lifecycle::active(&self.times(), self.linger, now)?;
+        self.entries[index].key.clone()
+    }
+
+    /// The key with this kid if it is published at `now`: what our own
+    /// tokens are verified with.
+    pub fn published(&self, kid: &str, now: i64) -> Option<Arc<SigningKey>> {
+        let times = self.times();
+        let statuses = lifecycle::statuses(&times, self.linger, now);
+        self.entries
+            .iter()
+            .zip(statuses)
+            .find(|(e, s)| e.times.kid == kid && s.state.is_published())
+            .and_then(|(e, _)| e.key.clone())
+    }
+
+    /// The parsed key with this kid, whatever its state (a later read
+    /// reuses it instead of unsealing it again).
+    pub fn parsed(&self, kid: &str) -> Option<Arc<SigningKey>> {
+        self.entries
+            .iter()
+            .find(|e| e.times.kid == kid)
+            .and_then(|e| e.key.clone())
+    }
+
+    /// The JWKS document as built.
+    pub fn jwks(&self) -> Bytes {
+        self.jwks.clone()
+    }
+
+    /// The published keys at `now`: the active one first (clients that try
+    /// keys in order find it first), then the others newest first.
+    pub fn published_kids(&self, now: i64) -> Vec<String> {
+        let mut published: Vec<(bool, i64, String)> = self
+            .statuses(now)
+            .into_iter()
+            .zip(&self.entries)
+            .filter(|((_, s), e)| s.state.is_published() && e.key.is_some())
+            .map(|((t, s), _)| (s.state == KeyState::Active, t.activates_at, t.kid))
+            .collect();
+        published.sort_by(|a, b| b.cmp(a));
+        published.into_iter().map(|(_, _, kid)| kid).collect()
+    }
+
+    fn build_jwks(&self, now: i64) -> Bytes {
+        let keys = self
+            .published_kids(now)
+            .iter()
+            .filter_map(|kid| self.parsed(kid))
+            .map(|k| k.jwk())
+            .collect();
+        Bytes::from(serde_json::to_vec(&Jwks { keys }).expect("the JWKS serializes"))
+    }
+}
+
+/// What `AppState` holds: the master key, and the ring, swapped whole by
+/// each read of the table while requests keep using the one they took.
+#[derive(Debug)]
+pub struct Keys {
     master: MasterKey,
+    ring: RwLock<Arc<KeyRing>>,
 }
 
-/// What `load_or_create` did, for the start-up log.
-#[derive(Debug, Default)]
-pub struct Created {
-    pub signing_key: Option<String>,
-    pub master_key: bool,
-}
-
-impl KeyStore {
-    /// Loads the keys, creating the directory, a first signing key and the
-    /// master key when they are missing. Existing files are never touched.
-    pub fn load_or_create(dir: &Path) -> Result<(Self, Created), KeyError> {
-        ensure_dir(dir)?;
-        let mut created = Created::default();
-        let master_path = dir.join(MASTER_KEY_FILE);
-        if !master_path.exists() {
-            let mut bytes = [0u8; 32];
-            random_bytes(&mut bytes)?;
-            let text = format!("{}\n", STANDARD.encode(bytes));
-            write_new_secret_file(&master_path, text.as_bytes())?;
-            created.master_key = true;
+impl Keys {
+    pub fn new(master: MasterKey, ring: KeyRing) -> Self {
+        Self {
+            master,
+            ring: RwLock::new(Arc::new(ring)),
         }
-        if signing_key_paths(dir)?.is_empty() {
-            created.signing_key = Some(create_signing_key(dir)?.kid);
-        }
-        Ok((Self::load(dir)?, created))
-    }
-
-    /// Loads the keys; every file must be present and well formed.
-    pub fn load(dir: &Path) -> Result<Self, KeyError> {
-        let master = load_master_key(&dir.join(MASTER_KEY_FILE))?;
-        let mut signing = Vec::new();
-        for (created_at, path) in signing_key_paths(dir)? {
-            warn_if_readable_by_others(&path);
-            let pem = fs::read_to_string(&path).map_err(|e| file_error(&path, e))?;
-            let der = pem_decode(&pem).map_err(|reason| file_error(&path, reason))?;
-            let key = SigningKey::from_pkcs8(&der, created_at, path.clone())
-                .map_err(|reason| file_error(&path, reason))?;
-            signing.push(key);
-        }
-        if signing.is_empty() {
-            return Err(KeyError::Dir {
-                path: dir.to_owned(),
-                reason: "holds no signing key (signing-*.pem)".into(),
-            });
-        }
-        Ok(Self { signing, master })
-    }
-
-    /// Adds a new signing key that becomes the active one; the old ones stay
-    /// published until their files are removed.
-    pub fn rotate(dir: &Path) -> Result<Self, KeyError> {
-        let (_, _) = Self::load_or_create(dir)?;
-        create_signing_key(dir)?;
-        Self::load(dir)
-    }
-
-    pub fn active(&self) -> &SigningKey {
-        self.signing.last().expect("a key store is never empty")
-    }
-
-    /// Every signing key, oldest first.
-    pub fn signing_keys(&self) -> &[SigningKey] {
-        &self.signing
     }
 
     pub fn master(&self) -> &MasterKey {
         &self.master
     }
 
-    /// The JWKS, newest key first (clients that try keys in order find the
-    /// active one first).
-    pub fn jwks(&self) -> Jwks {
-        Jwks {
-            keys: self.signing.iter().rev().map(SigningKey::jwk).collect(),
-        }
+    /// The ring as last read.
+    pub fn ring(&self) -> Arc<KeyRing> {
+        // A poisoned lock only means a panic while swapping an Arc: the
+        // value inside is whole.
+        self.ring
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn replace(&self, ring: KeyRing) {
+        *self
+            .ring
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(ring);
+    }
+
+    /// The key that signs at `now` (Unix milliseconds).
+    pub fn signer(&self, now: i64) -> Option<Arc<SigningKey>> {
+        self.ring().signer(now)
+    }
+
+    /// The published key with this kid at `now` (Unix milliseconds).
+    pub fn verifier(&self, kid: &str, now: i64) -> Option<Arc<SigningKey>> {
+        self.ring().published(kid, now)
+    }
+
+    /// The JWKS document, as built at the last read.
+    pub fn jwks(&self) -> Bytes {
+        self.ring().jwks()
     }
 }
 
@@ -302,35 +514,13 @@ fn signing_key_paths(dir: &Path) -> Result<Vec<(DateTime<Utc>, PathBuf)>, KeyErr
             .ok_or_else(|| {
                 file_error(
                     &path,
-                    "name must be signing-<unix milliseconds>.pem (as `stepgate keys rotate` writes it)",
+                    "name must be signing-<unix milliseconds>.pem (as earlier versions wrote it)",
                 )
             })?;
         keys.push((created_at, path));
     }
     keys.sort();
     Ok(keys)
-}
-
-fn create_signing_key(dir: &Path) -> Result<SigningKey, KeyError> {
-    let key_pair =
-        KeyPair::generate(KeySize::Rsa2048).map_err(|e| KeyError::Generate(e.to_string()))?;
-    let der =
-        AsDer::<Pkcs8V1Der>::as_der(&key_pair).map_err(|e| KeyError::Generate(e.to_string()))?;
-    let der = der.as_ref();
-    // A name strictly newer than every existing key keeps "newest is active"
-    // true even when two rotations fall in the same millisecond.
-    let newest = signing_key_paths(dir)?
-        .last()
-        .map(|(t, _)| t.timestamp_millis());
-    let mut millis = Utc::now().timestamp_millis();
-    if let Some(newest) = newest {
-        millis = millis.max(newest + 1);
-    }
-    let created_at = DateTime::from_timestamp_millis(millis).expect("current time is in range");
-    let path = dir.join(format!("{SIGNING_PREFIX}{millis:013}{SIGNING_SUFFIX}"));
-    write_new_secret_file(&path, pem_encode(der).as_bytes())?;
-    SigningKey::from_pkcs8(der, created_at, path.clone())
-        .map_err(|reason| file_error(&path, reason))
 }
 
 fn load_master_key(path: &Path) -> Result<MasterKey, KeyError> {

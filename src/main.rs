@@ -10,10 +10,10 @@ use serde_json::json;
 
 use stepgate::clock::SystemClock;
 use stepgate::config::Settings;
-use stepgate::keys::KeyStore;
 use stepgate::protocol::client_metadata::Client;
 use stepgate::protocol::client_metadata::NewClient;
 use stepgate::service::clients;
+use stepgate::service::signing_keys::{self, KeyView};
 use stepgate::service::{accounts, totp};
 use stepgate::startup::Application;
 use stepgate::state::AppState;
@@ -198,15 +198,34 @@ enum UserCommand {
 
 #[derive(Subcommand)]
 enum KeysCommand {
-    /// List the signing keys; the newest is the active one.
+    /// List the signing keys with their state (next, active, retiring,
+    /// retired) and when each leaves the JWKS.
     List {
         #[arg(long)]
         json: bool,
     },
-    /// Add a new signing key that becomes the active one. The old keys stay
-    /// published in the JWKS until their files are removed. Restart running
-    /// servers to pick the new key up.
+    /// Add a signing key: published at once, signing after
+    /// keys.publish_ahead_secs. Running servers pick it up within
+    /// keys.refresh_secs; no restart.
     Rotate {
+        /// Sign with it at once (an emergency: relying parties that cached
+        /// the JWKS must refetch it on the unknown kid).
+        #[arg(long)]
+        now: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop a key signing. It stays published until what it signed has
+    /// expired; a next key that never signed leaves the JWKS at once.
+    /// Retiring the active key hands signing to the next key at once, and is
+    /// refused when there is none (rotate first).
+    Retire {
+        /// The key's kid, as `keys list` shows it.
+        kid: String,
+        /// Also remove it from the JWKS at once (a compromised key): tokens
+        /// it signed stop verifying.
+        #[arg(long)]
+        now: bool,
         #[arg(long)]
         json: bool,
     },
@@ -274,7 +293,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Keys { command } => keys(command, &settings)?,
+        Command::Keys { command } => keys(command, settings).await?,
         Command::User { command } => user(command, settings).await?,
         Command::Client { command } => client(command, settings).await?,
         Command::Audit { command } => audit(command, &settings).await?,
@@ -285,10 +304,9 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
 /// The state a command needs to act like the server would: keys, the
 /// migrated database, the mailer.
 async fn open_state(settings: Settings) -> anyhow::Result<AppState> {
-    let (keys, _) = KeyStore::load_or_create(&settings.keys_dir)?;
     let db = store::connect(&settings).await?;
     store::migrate(&db).await?;
-    Ok(AppState::new(settings, keys, db, Arc::new(SystemClock))?)
+    Ok(stepgate::startup::state_on(settings, db, Arc::new(SystemClock)).await?)
 }
 
 fn user_json(user: &User) -> serde_json::Value {
@@ -582,54 +600,84 @@ async fn audit(command: AuditCommand, settings: &Settings) -> anyhow::Result<()>
     Ok(())
 }
 
-fn keys(command: KeysCommand, settings: &Settings) -> anyhow::Result<()> {
-    let dir = &settings.keys_dir;
+fn millis_text(at: Option<i64>) -> Option<String> {
+    at.map(|ms| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            .unwrap_or_else(|| ms.to_string())
+    })
+}
+
+fn key_json(key: &KeyView) -> serde_json::Value {
+    json!({
+        "kid": key.times.kid,
+        "alg": key.alg,
+        "state": key.status.state.as_str(),
+        "created_at": millis_text(Some(key.times.created_at)),
+        "activates_at": millis_text(Some(key.times.activates_at)),
+        "retired_at": millis_text(key.times.retired_at),
+        "stopped_at": millis_text(key.status.stopped_at),
+        "unpublish_at": millis_text(key.status.unpublish_at),
+    })
+}
+
+fn key_line(key: &KeyView) -> String {
+    let or_dash = |v: Option<i64>| millis_text(v).unwrap_or_else(|| "-".to_owned());
+    format!(
+        "{}  {:8}  {}  created {}  activates {}  retired {}  leaves the JWKS {}",
+        key.times.kid,
+        key.status.state.as_str(),
+        key.alg,
+        or_dash(Some(key.times.created_at)),
+        or_dash(Some(key.times.activates_at)),
+        or_dash(key.times.retired_at),
+        or_dash(key.status.unpublish_at),
+    )
+}
+
+async fn keys(command: KeysCommand, settings: Settings) -> anyhow::Result<()> {
+    let state = open_state(settings).await?;
     match command {
         KeysCommand::List { json } => {
-            let (store, _) = KeyStore::load_or_create(dir)?;
-            let active = store.active().kid.clone();
-            let keys: Vec<_> = store
-                .signing_keys()
-                .iter()
-                .map(|k| {
-                    json!({
-                        "kid": k.kid,
-                        "created_at": k.created_at.to_rfc3339(),
-                        "active": k.kid == active,
-                        "file": k.path.display().to_string(),
-                    })
-                })
-                .collect();
+            let keys = signing_keys::list(&state).await?;
             if json {
+                let keys: Vec<_> = keys.iter().map(key_json).collect();
                 print_json(&json!({ "keys": keys }));
             } else {
-                for k in store.signing_keys() {
-                    let mark = if k.kid == active { "active" } else { "" };
-                    println!(
-                        "{}  {}  {:6}  {}",
-                        k.kid,
-                        k.created_at.to_rfc3339(),
-                        mark,
-                        k.path.display()
-                    );
+                for key in &keys {
+                    println!("{}", key_line(key));
                 }
             }
         }
-        KeysCommand::Rotate { json } => {
-            let store = KeyStore::rotate(dir)?;
-            let key = store.active();
+        KeysCommand::Rotate { now, json } => {
+            let key = signing_keys::rotate(&state, now).await?;
             if json {
-                print_json(&json!({
-                    "kid": key.kid,
-                    "created_at": key.created_at.to_rfc3339(),
-                    "published": store.signing_keys().len(),
-                }));
+                print_json(&key_json(&key));
+            } else if now {
+                println!(
+                    "New signing key {}: it signs now on every node within keys.refresh_secs.",
+                    key.times.kid
+                );
             } else {
                 println!(
-                    "New active signing key {} ({} keys published). Restart running servers to use it.",
-                    key.kid,
-                    store.signing_keys().len()
+                    "New signing key {}: published now, it signs from {}. Running servers pick it up within keys.refresh_secs.",
+                    key.times.kid,
+                    millis_text(Some(key.times.activates_at)).unwrap_or_default()
                 );
+            }
+        }
+        KeysCommand::Retire { kid, now, json } => {
+            let retired = signing_keys::retire(&state, &kid, now).await?;
+            if json {
+                let mut value = key_json(&retired.key);
+                value["successor"] = json!(retired.successor);
+                print_json(&value);
+            } else {
+                let leaves = millis_text(retired.key.status.unpublish_at).unwrap_or_default();
+                println!("Signing key {kid} retired; it leaves the JWKS at {leaves}.");
+                if let Some(next) = &retired.successor {
+                    println!("Key {next} signs from now on.");
+                }
             }
         }
     }

@@ -11,7 +11,8 @@ use tokio::net::TcpListener;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::email::EmailError;
-use crate::keys::{KeyError, KeyStore};
+use crate::keys::{self, KeyError, Keys, MasterKey};
+use crate::service::signing_keys::{self, KeysError};
 use crate::state::AppState;
 use crate::store::{self, StoreError};
 
@@ -19,6 +20,8 @@ use crate::store::{self, StoreError};
 pub enum StartError {
     #[error(transparent)]
     Keys(#[from] KeyError),
+    #[error(transparent)]
+    SigningKeys(#[from] KeysError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("email: {0}")]
@@ -64,10 +67,12 @@ impl Application {
         listener: TcpListener,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
-        // Keys before the database: a broken key file stops the start at once.
-        let keys = load_keys(&settings)?;
+        // The master key before the database: a broken file stops the start
+        // at once.
+        let master = load_master(&settings)?;
         let metrics = bind_metrics(&settings).await?;
         let db = open_database(&settings).await?;
+        let keys = signing_keys_on(&settings, &db, master, clock.now().timestamp_millis()).await?;
         let mut app = Self::assemble(settings, listener, keys, db, clock)?;
         app.metrics = metrics;
         if let Some((_, address)) = &app.metrics {
@@ -79,7 +84,7 @@ impl Application {
     fn assemble(
         settings: Settings,
         listener: TcpListener,
-        keys: KeyStore,
+        keys: Keys,
         db: sea_orm::DatabaseConnection,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
@@ -92,7 +97,10 @@ impl Application {
             address = %local_addr,
             issuer = %state.settings.issuer,
             database = store::backend_name(&state.store.db),
-            signing_kid = %state.keys.active().kid,
+            signing_kid = %state
+                .keys
+                .signer(state.now_ms())
+                .map_or_else(|| "none".to_owned(), |k| k.kid.clone()),
             "listening"
         );
         Ok(Self {
@@ -132,10 +140,10 @@ impl Application {
     /// connections, the requests in flight finish, for at most
     /// `http.shutdown_grace_secs` (a request still running then is cut
     /// off; what it had committed stays, what it had not is not
-    /// acknowledged). The sweep of expired rows and the mail worker run
-    /// beside the server and stop with it (a message cut off mid-send is
-    /// sent again by the next node whose worker finds its lease run out:
-    /// `service::mail`).
+    /// acknowledged). The sweep of expired rows, the mail worker and the
+    /// reader of the signing keys run beside the server and stop with it
+    /// (a message cut off mid-send is sent again by the next node whose
+    /// worker finds its lease run out: `service::mail`).
     pub async fn run_until(
         self,
         signal: impl Future<Output = ()> + Send + 'static,
@@ -151,6 +159,7 @@ impl Application {
                 }
             }))
         });
+        let key_reader = tokio::spawn(signing_keys::run(self.state.clone()));
         let service = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
@@ -185,6 +194,7 @@ impl Application {
         if let Some(metrics_server) = metrics_server {
             metrics_server.abort();
         }
+        key_reader.abort();
         served
     }
 }
@@ -227,15 +237,49 @@ fn metrics_router(state: &AppState) -> Option<axum::Router> {
     Some(axum::Router::new().route("/metrics", axum::routing::get(scrape)))
 }
 
-fn load_keys(settings: &Settings) -> Result<KeyStore, StartError> {
-    let (keys, created) = KeyStore::load_or_create(&settings.keys_dir)?;
-    if created.master_key {
+fn load_master(settings: &Settings) -> Result<MasterKey, StartError> {
+    let (master, created) = keys::load_or_create_master(&settings.keys_dir)?;
+    if created {
         tracing::info!(dir = %settings.keys_dir.display(), "created the master key");
     }
-    if let Some(kid) = created.signing_key {
-        tracing::info!(dir = %settings.keys_dir.display(), %kid, "created a signing key");
+    Ok(master)
+}
+
+/// The signing keys on a migrated database (`service::signing_keys::prepare`:
+/// key files imported, a first key created), logged.
+async fn signing_keys_on(
+    settings: &Settings,
+    db: &sea_orm::DatabaseConnection,
+    master: MasterKey,
+    now: i64,
+) -> Result<Keys, StartError> {
+    let (ring, prepared) = signing_keys::prepare(settings, db, &master, now).await?;
+    if let Some(error) = prepared.unreadable.into_iter().next() {
+        return Err(error.into());
     }
-    Ok(keys)
+    if !prepared.imported.is_empty() {
+        tracing::info!(
+            dir = %settings.keys_dir.display(),
+            kids = ?prepared.imported,
+            "imported the signing key files into the database; the signing-*.pem files may be removed"
+        );
+    }
+    if let Some(kid) = prepared.created {
+        tracing::info!(%kid, "created a signing key");
+    }
+    Ok(Keys::new(master, ring))
+}
+
+/// The state a command (or a test) needs to act like the server would, on
+/// an open, migrated database: the master key, the signing keys, the mailer.
+pub async fn state_on(
+    settings: Settings,
+    db: sea_orm::DatabaseConnection,
+    clock: Arc<dyn Clock>,
+) -> Result<AppState, StartError> {
+    let master = load_master(&settings)?;
+    let keys = signing_keys_on(&settings, &db, master, clock.now().timestamp_millis()).await?;
+    Ok(AppState::new(settings, keys, db, clock)?)
 }
 
 async fn open_database(settings: &Settings) -> Result<sea_orm::DatabaseConnection, StartError> {

@@ -13,7 +13,7 @@ use crate::config::Settings;
 use crate::crypto::PurposeKey;
 use crate::email::{EmailError, Mailer};
 use crate::hasher::Hasher;
-use crate::keys::KeyStore;
+use crate::keys::Keys;
 use crate::metrics::Metrics;
 use crate::protocol::discovery::ProviderMetadata;
 use crate::store::Store;
@@ -34,7 +34,9 @@ impl std::ops::Deref for AppState {
 pub struct Shared {
     /// The database, its writer, read path and client cache.
     pub store: Store,
-    pub keys: KeyStore,
+    /// The master key and the signing keys as last read
+    /// (`service::signing_keys` re-reads them every `keys.refresh_secs`).
+    pub keys: Keys,
     pub settings: Settings,
     pub clock: Arc<dyn Clock>,
     pub mailer: Mailer,
@@ -47,7 +49,8 @@ pub struct Shared {
     pub throttle_key: PurposeKey,
     /// `scheme://host[:port]` of the issuer, for `Origin` checks.
     issuer_origin: Arc<str>,
-    /// Documents that never change while the process runs, serialized once.
+    /// Documents that never change while the process runs, serialized once
+    /// (the JWKS changes with the keys: `keys`).
     pub documents: Documents,
     /// The WebAuthn relying party: `None` when the issuer's host is an IP
     /// address, which browsers refuse as an rp id (WebAuthn Level 3 §5.1.3
@@ -62,7 +65,7 @@ pub struct Shared {
 impl AppState {
     pub fn new(
         settings: Settings,
-        keys: KeyStore,
+        keys: Keys,
         db: DatabaseConnection,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, EmailError> {
@@ -73,7 +76,6 @@ impl AppState {
         let documents = Documents {
             // `phr` is offered only where a passkey can be used.
             discovery: to_json(&ProviderMetadata::new(&settings.issuer, webauthn.is_some())),
-            jwks: to_json(&keys.jwks()),
         };
         Ok(Self(Arc::new(Shared {
             documents,
@@ -135,6 +137,11 @@ impl Shared {
         self.clock.now().timestamp()
     }
 
+    /// Unix milliseconds at the state's clock: the signing keys' times.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now().timestamp_millis()
+    }
+
     /// Whether the issuer is https: cookies are then `Secure` and `__Host-`.
     pub fn https(&self) -> bool {
         self.settings.issuer.starts_with("https://")
@@ -147,7 +154,6 @@ impl Shared {
 
 pub struct Documents {
     pub discovery: Bytes,
-    pub jwks: Bytes,
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Bytes {

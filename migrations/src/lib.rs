@@ -18,6 +18,7 @@ mod m20261203_000004_rate_limits;
 mod m20261203_000005_mail_queue;
 mod m20261204_000001_session_factors;
 mod m20261205_000001_passkeys;
+mod m20261210_000001_signing_keys;
 
 pub struct Migrator;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000005_mail_queue::Migration),
             Box::new(m20261204_000001_session_factors::Migration),
             Box::new(m20261205_000001_passkeys::Migration),
+            Box::new(m20261210_000001_signing_keys::Migration),
         ]
     }
 }

@@ -1,5 +1,6 @@
 //! `GET /.well-known/openid-configuration` and `GET /jwks`: both documents are
-//! serialized once at start and served from memory.
+//! served from memory (discovery serialized once at start, the JWKS at each
+//! read of the signing keys), so they answer while the database is away.
 
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
@@ -18,7 +19,7 @@ pub async fn openid_configuration_get(State(state): State<AppState>) -> Response
 pub async fn jwks_get(State(state): State<AppState>) -> Response {
     // RFC 7517 §8.5: application/jwk-set+json is the registered type; most
     // clients only accept JSON, which that type is.
-    json_document(state.documents.jwks.clone())
+    json_document(state.keys.jwks())
 }
 
 fn json_document(body: axum::body::Bytes) -> Response {

@@ -135,6 +135,12 @@ impl<K: VerifyKey + ?Sized> VerifyKey for &K {
     }
 }
 
+impl<K: VerifyKey + ?Sized> VerifyKey for std::sync::Arc<K> {
+    fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
+        (**self).verifies(message, signature)
+    }
+}
+
 impl VerifyKey for (Vec<u8>, Vec<u8>) {
     fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
         RsaPublicKeyComponents {

@@ -11,4 +11,5 @@ pub mod jwt;
 pub mod logout;
 pub mod pkce;
 pub mod scope;
+pub mod signing_keys;
 pub mod token;

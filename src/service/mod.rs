@@ -15,6 +15,7 @@ pub mod oidc;
 pub mod passkeys;
 pub mod revocation;
 pub mod second_factor;
+pub mod signing_keys;
 pub mod sweep;
 pub mod token;
 pub mod totp;

@@ -24,7 +24,9 @@ use crate::store::entities::interactions::Model as InteractionRow;
 use crate::store::entities::sessions::Model as Session;
 use crate::store::entities::users::Model as User;
 use crate::store::{access_tokens, authorization_codes, consents, interactions, refresh_tokens};
-use aws_lc_rs::signature::ParsedPublicKey;
+use std::sync::Arc;
+
+use crate::keys::SigningKey;
 
 /// A stored authorization request and its raw id (the id travels in page
 /// URLs; the database keeps its hash).
@@ -230,13 +232,10 @@ pub fn decode_ours_any_age<T: serde::de::DeserializeOwned>(
 }
 
 /// The public key of our signing key with this kid.
-pub fn public_key<'a>(state: &'a AppState, kid: &str) -> Option<&'a ParsedPublicKey> {
-    state
-        .keys
-        .signing_keys()
-        .iter()
-        .find(|k| k.kid == kid)
-        .map(|k| k.verifier())
+/// The public key of our signing key with this kid, if it is published now
+/// (any published key: a token outlives the key's turn at signing).
+pub fn public_key(state: &AppState, kid: &str) -> Option<Arc<SigningKey>> {
+    state.keys.verifier(kid, state.now_ms())
 }
 
 /// What an access token presented to `/userinfo` or `/introspect` is.

@@ -20,6 +20,7 @@ pub mod rate_limits;
 pub mod recovery_codes;
 pub mod refresh_tokens;
 pub mod sessions;
+pub mod signing_keys;
 pub mod sweep;
 pub mod totp;
 pub mod users;

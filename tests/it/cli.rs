@@ -113,9 +113,18 @@ fn environment_overrides_the_file() {
         format!("keys_dir = {:?}\n", file_keys.display().to_string()),
     )
     .unwrap();
+    // The signing keys are in the database: one in the temp dir, not the
+    // default ./data.
+    let db_url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("db.sqlite").display()
+    );
     let out = stepgate(
         &["keys", "list", "--json", "--config", path.to_str().unwrap()],
-        &[("STEPGATE_KEYS_DIR", env_keys.to_str().unwrap())],
+        &[
+            ("STEPGATE_KEYS_DIR", env_keys.to_str().unwrap()),
+            ("STEPGATE_DATABASE_URL", db_url.as_str()),
+        ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(env_keys.join("master.key").exists());

@@ -10,7 +10,6 @@ use sea_orm::EntityTrait;
 use serde_json::{Value, json};
 use stepgate::clock::SystemClock;
 use stepgate::crypto::sha256_hex;
-use stepgate::keys::KeyStore;
 use stepgate::protocol::client_metadata;
 use stepgate::service::clients;
 use stepgate::state::AppState;
@@ -88,10 +87,11 @@ impl Registry {
     async fn state_caching_clients_for(&self, secs: u64) -> AppState {
         let mut settings = test_settings(self.dir.path(), &self.db);
         settings.oauth.client_cache_secs = secs;
-        let (keys, _) = KeyStore::load_or_create(&settings.keys_dir).unwrap();
         let db = store::connect(&settings).await.unwrap();
         store::migrate(&db).await.unwrap();
-        AppState::new(settings, keys, db, Arc::new(SystemClock)).unwrap()
+        stepgate::startup::state_on(settings, db, Arc::new(SystemClock))
+            .await
+            .unwrap()
     }
 }
 

@@ -179,8 +179,11 @@ pub fn unique_suffix() -> String {
 }
 
 /// RSA key generation costs tens of milliseconds; tests share one key set,
-/// generated once per test process and copied into each test's keys dir. It
-/// lives in cargo's temp dir for tests; sets left by finished runs are removed.
+/// generated once per test process and copied into each test's keys dir,
+/// where the server imports it into the test's database as an upgraded
+/// installation would. It lives in cargo's temp dir for tests; sets left by
+/// finished runs are removed. The key file is dated a day back, so it is
+/// the active key even for a server on a fixed clock a little behind.
 fn template_keys_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -197,7 +200,9 @@ fn template_keys_dir() -> &'static Path {
             }
         }
         let dir = base.join(format!("{prefix}{}", std::process::id()));
-        stepgate::keys::KeyStore::load_or_create(&dir).expect("template keys");
+        stepgate::keys::load_or_create_master(&dir).expect("template master key");
+        let day_ago = chrono::Utc::now() - chrono::Duration::days(1);
+        stepgate::keys::write_legacy_key_file(&dir, day_ago).expect("template signing key");
         dir
     })
 }

@@ -9,7 +9,6 @@ use chrono::{DateTime, Duration, Utc};
 use reqwest::StatusCode;
 use sea_orm::{ConnectionTrait, Database, Statement};
 use stepgate::clock::FixedClock;
-use stepgate::keys::KeyStore;
 use stepgate::state::AppState;
 
 use crate::accounts::PASSWORD;
@@ -213,9 +212,10 @@ async fn the_sweep_deletes_expired_rows_and_keeps_live_ones(backend: Backend) {
 async fn node_state(app: &TestApp, clock: &FixedClock, batch_size: u32) -> AppState {
     let mut settings = app.settings.clone();
     settings.sweep.batch_size = batch_size;
-    let (keys, _) = KeyStore::load_or_create(&settings.keys_dir).unwrap();
     let db = stepgate::store::connect(&settings).await.unwrap();
-    AppState::new(settings, keys, db, Arc::new(clock.clone())).unwrap()
+    stepgate::startup::state_on(settings, db, Arc::new(clock.clone()))
+        .await
+        .unwrap()
 }
 
 async fn concurrent_sweeps_on_two_nodes_delete_each_row_once(backend: Backend) {

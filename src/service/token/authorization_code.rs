@@ -76,7 +76,7 @@ pub async fn redeem(state: &AppState, client: &Client, sent: Request<'_>) -> Out
             .saturating_add(state.settings.oauth.refresh_token_absolute_secs as i64),
         scope: grant.scope.clone(),
     });
-    let (response, mut rows) = mint(state, client, &grant, refresh);
+    let (response, mut rows) = mint(state, client, &grant, refresh)?;
     rows.push(audit_row(
         state,
         Kind::TokenIssued,

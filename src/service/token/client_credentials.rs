@@ -49,7 +49,7 @@ pub async fn issue(state: &AppState, client: &Client, scope: Option<&str>) -> Ou
             code_hash: None,
             family_id: None,
         },
-    );
+    )?;
     let event = audit_row(
         state,
         Kind::TokenIssued,

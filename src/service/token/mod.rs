@@ -11,7 +11,10 @@ pub mod authorization_code;
 pub mod client_credentials;
 pub mod refresh_token;
 
+use std::sync::Arc;
+
 use crate::crypto::{random_token, sha256_hex};
+use crate::keys::SigningKey;
 use crate::protocol::client_metadata::Client;
 use crate::protocol::jwt::{self, AccessTokenClaims, IdTokenClaims};
 use crate::protocol::scope::Scopes;
@@ -108,7 +111,11 @@ struct AccessGrant<'a> {
 
 /// An RFC 9068 access token, and the row that records it so that it can be
 /// revoked (for the caller to commit before answering).
-fn access_token(state: &AppState, client: &Client, grant: AccessGrant<'_>) -> (String, u64, Row) {
+fn access_token(
+    state: &AppState,
+    client: &Client,
+    grant: AccessGrant<'_>,
+) -> Result<(String, u64, Row), Error> {
     let AccessGrant {
         sub,
         user_id,
@@ -120,7 +127,7 @@ fn access_token(state: &AppState, client: &Client, grant: AccessGrant<'_>) -> (S
     let now = state.now();
     let ttl = state.settings.oauth.access_token_ttl_secs;
     let jti = random_token();
-    let key = state.keys.active();
+    let key = signer(state)?;
     let claims = AccessTokenClaims {
         iss: state.settings.issuer.clone(),
         sub: sub.to_owned(),
@@ -147,7 +154,16 @@ fn access_token(state: &AppState, client: &Client, grant: AccessGrant<'_>) -> (S
         expires_at: now + ttl as i64,
         family_id,
     });
-    (token, ttl, row)
+    Ok((token, ttl, row))
+}
+
+/// The key that signs now. None only when no key is active, which the
+/// start and `keys retire` prevent, or when it does not open here.
+fn signer(state: &AppState) -> Result<Arc<SigningKey>, Error> {
+    state
+        .keys
+        .signer(state.now_ms())
+        .ok_or_else(|| Error::Internal("no active signing key: see `stepgate keys list`".into()))
 }
 
 /// Where a refresh token goes: its family, when that family ends, and the
@@ -166,7 +182,7 @@ fn mint(
     client: &Client,
     grant: &Grant<'_>,
     refresh: Option<RefreshPlan>,
-) -> (TokenResponse, Vec<Row>) {
+) -> Result<(TokenResponse, Vec<Row>), Error> {
     let now = state.now();
     let (access, ttl, access_row) = access_token(
         state,
@@ -179,7 +195,7 @@ fn mint(
             code_hash: grant.code_hash.as_deref(),
             family_id: refresh.as_ref().map(|r| r.family_id.as_str()),
         },
-    );
+    )?;
     let mut rows = vec![access_row];
 
     let refresh_token = match refresh {
@@ -209,8 +225,8 @@ fn mint(
         None => None,
     };
 
+    let key = signer(state)?;
     let id_token = grant.scope.contains("openid").then(|| {
-        let key = state.keys.active();
         let user = grant.user;
         let claims = IdTokenClaims {
             iss: state.settings.issuer.clone(),
@@ -239,7 +255,7 @@ fn mint(
         refresh_token,
         id_token,
     };
-    (response, rows)
+    Ok((response, rows))
 }
 
 /// The `jti` of an access token we signed (expired ones included: revoking

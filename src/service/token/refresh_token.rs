@@ -81,7 +81,7 @@ pub async fn refresh(
         family_expires_at: row.family_expires_at,
         scope: granted,
     });
-    let (response, mut rows) = mint(state, client, &grant, plan);
+    let (response, mut rows) = mint(state, client, &grant, plan)?;
     rows.push(audit_row(
         state,
         Kind::TokenRefreshed,

@@ -13,6 +13,7 @@ pub mod passkeys;
 pub mod recovery_codes;
 pub mod refresh_tokens;
 pub mod sessions;
+pub mod signing_keys;
 pub mod totp_credentials;
 pub mod totp_enrollments;
 pub mod users;
