@@ -208,22 +208,23 @@ async fn run(writer: Writer, mut rx: mpsc::Receiver<Job>, batches: Arc<AtomicU64
                     Outcome::Committed => {
                         tracing::warn!(error = %error, "database commit reported an error but committed");
                         for (job, held) in jobs.drain(..).zip(held) {
-                            let _ = job.done.send(Ok(held));
+                            writer.answer(job, Ok(held));
                         }
                     }
                     Outcome::Aborted => {
                         tracing::warn!(error = %error, "database commit failed; nothing was written, retrying caller by caller");
                         for job in jobs.drain(..) {
                             let result = write(db, &[&job]).await;
-                            let _ = job
-                                .done
-                                .send(result.map(|held| held[0]).map_err(Failed::into_inner));
+                            writer.answer(
+                                job,
+                                result.map(|held| held[0]).map_err(Failed::into_inner),
+                            );
                         }
                     }
                     Outcome::Unknown => {
                         tracing::error!(error = %error, "database commit failed; outcome unknown");
                         for job in jobs.drain(..) {
-                            let _ = job.done.send(Err(unknown_outcome(&error)));
+                            writer.answer(job, Err(unknown_outcome(&error)));
                         }
                     }
                 }

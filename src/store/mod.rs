@@ -211,6 +211,15 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<Vec<String>, StoreError>
     if db.get_database_backend() != DbBackend::Postgres {
         return migrate_unlocked(db).await;
     }
+    let pool = db.get_postgres_connection_pool();
+    if pool.options().get_max_connections() < 2 {
+        // The lock would hold the pool's only connection, and the
+        // migrations wait for one until they time out.
+        tracing::warn!(
+            "database.max_connections is 1: migrating without the lock that lets nodes start together"
+        );
+        return migrate_unlocked(db).await;
+    }
     let error = |e: sea_orm::sqlx::Error| StoreError::Migrate(e.to_string());
     let mut lock = db
         .get_postgres_connection_pool()
