@@ -234,6 +234,13 @@ async fn run(writer: Writer, mut rx: mpsc::Receiver<Job>, batches: Arc<AtomicU64
                     writer.answer(job, Err(e));
                 }
             }
+            Err(Failed::Before(e)) if super::is_unavailable(&e) => {
+                // The database is away: caller by caller would wait for a
+                // connection once per caller. Everyone gets the answer now.
+                for job in jobs.drain(..) {
+                    writer.answer(job, Err(e.clone()));
+                }
+            }
             Err(Failed::Before(_)) => {
                 // Caller by caller: each learns about its own rows only.
                 for job in jobs.drain(..) {
@@ -360,8 +367,12 @@ async fn write(db: &DatabaseConnection, jobs: &[&Job]) -> Result<Vec<bool>, Fail
         let mut statements = inserts(backend, &rows);
         match statements.len() {
             0 => {}
-            // One statement is atomic on its own.
-            1 => {
+            // One statement is atomic on its own, and one caller's: a
+            // failure is that caller's answer. Several callers' rows in
+            // one PostgreSQL statement go through `in_transaction`, whose
+            // failed commit is settled (module comment) rather than
+            // retried caller by caller, which could write them twice.
+            1 if backend == DbBackend::Sqlite || jobs.len() == 1 => {
                 db.execute_raw(statements.remove(0)).await?;
             }
             _ if backend == DbBackend::Sqlite => sqlite_in_one_round_trip(db, statements).await?,

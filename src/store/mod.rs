@@ -204,44 +204,30 @@ fn sqlite_pool(max: u32) -> SqlitePoolOptions {
 /// On PostgreSQL several nodes may start at once against a database none
 /// has migrated: each would create the same tables, and all but one would
 /// stop on "already exists". A session-level advisory lock, held on a
-/// connection of its own for the whole run, lets one node migrate while
-/// the others wait; each then finds nothing pending. A node that dies
-/// holding it loses its session, and the lock with it.
+/// connection of its own (outside the pool) for the whole run, lets one
+/// node migrate while the others wait; each then finds nothing pending.
+/// Closing that connection, or a node dying, ends the session and the
+/// lock with it.
 pub async fn migrate(db: &DatabaseConnection) -> Result<Vec<String>, StoreError> {
     if db.get_database_backend() != DbBackend::Postgres {
         return migrate_unlocked(db).await;
     }
-    let pool = db.get_postgres_connection_pool();
-    if pool.options().get_max_connections() < 2 {
-        // The lock would hold the pool's only connection, and the
-        // migrations wait for one until they time out.
-        tracing::warn!(
-            "database.max_connections is 1: migrating without the lock that lets nodes start together"
-        );
-        return migrate_unlocked(db).await;
-    }
+    use sea_orm::sqlx::Connection as _;
     let error = |e: sea_orm::sqlx::Error| StoreError::Migrate(e.to_string());
-    let mut lock = db
-        .get_postgres_connection_pool()
-        .acquire()
+    // A connection of its own, outside the pool: the migrations may use
+    // every pooled connection (a pool of one included), and closing this
+    // one ends the session and its lock whatever happens.
+    let options = db.get_postgres_connection_pool().connect_options();
+    let mut lock = sea_orm::sqlx::postgres::PgConnection::connect_with(&options)
         .await
         .map_err(error)?;
     sea_orm::sqlx::query("SELECT pg_advisory_lock($1)")
         .bind(MIGRATION_LOCK)
-        .execute(&mut *lock)
+        .execute(&mut lock)
         .await
         .map_err(error)?;
     let result = migrate_unlocked(db).await;
-    // Unlocked explicitly: the connection goes back to the pool, and its
-    // session would otherwise keep the lock.
-    let unlocked = sea_orm::sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(MIGRATION_LOCK)
-        .execute(&mut *lock)
-        .await;
-    if unlocked.is_err() {
-        // The session (and with it the lock) must not live on in the pool.
-        lock.detach();
-    }
+    let _ = lock.close().await;
     result
 }
 
@@ -295,19 +281,32 @@ fn sqlx_unavailable(error: &sea_orm::sqlx::Error) -> bool {
         | Error::PoolTimedOut
         | Error::PoolClosed
         | Error::WorkerCrashed => true,
-        Error::Database(e) => e.code().is_some_and(|code| unavailable_code(&code)),
+        Error::Database(e) => {
+            let postgres = e
+                .try_downcast_ref::<sea_orm::sqlx::postgres::PgDatabaseError>()
+                .is_some();
+            e.code().is_some_and(|code| {
+                if postgres {
+                    unavailable_sqlstate(&code)
+                } else {
+                    unavailable_sqlite(&code)
+                }
+            })
+        }
         _ => false,
     }
 }
 
 /// PostgreSQL SQLSTATEs (Appendix A of its manual) that mean "not now":
 /// class 08 (connection exception), 57P01–57P03 (the server shutting down,
-/// crashed or starting), 53300 (too many connections). SQLite result codes
-/// (primary code in the low byte): 5 `SQLITE_BUSY`, 6 `SQLITE_LOCKED`.
-fn unavailable_code(code: &str) -> bool {
-    if code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300") {
-        return true;
-    }
+/// crashed or starting), 53300 (too many connections).
+fn unavailable_sqlstate(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
+}
+
+/// SQLite result codes (the primary code in the low byte of an extended
+/// one) that mean "not now": 5 `SQLITE_BUSY`, 6 `SQLITE_LOCKED`.
+fn unavailable_sqlite(code: &str) -> bool {
     code.parse::<u32>()
         .is_ok_and(|sqlite| matches!(sqlite & 0xff, 5 | 6))
 }
@@ -420,15 +419,21 @@ mod tests {
 
     #[test]
     fn unavailable_codes() {
-        for code in [
-            "08006", "08001", "57P01", "57P03", "53300", "5", "517", "6", "262",
-        ] {
-            assert!(unavailable_code(code), "{code}");
+        for code in ["08006", "08001", "57P01", "57P03", "53300"] {
+            assert!(unavailable_sqlstate(code), "{code}");
         }
-        // A unique violation (PostgreSQL 23505, SQLite 2067) or a syntax
-        // error is this request's own failure, not the database's absence.
-        for code in ["23505", "42601", "2067", "1", "19"] {
-            assert!(!unavailable_code(code), "{code}");
+        for code in ["5", "517", "6", "262"] {
+            assert!(unavailable_sqlite(code), "{code}");
+        }
+        // A unique violation (PostgreSQL 23505, SQLite 2067), a syntax
+        // error or a missing privilege is this request's own failure, not
+        // the database's absence; 42501 read as an SQLite code would be
+        // "busy".
+        for code in ["23505", "42601", "42501"] {
+            assert!(!unavailable_sqlstate(code), "{code}");
+        }
+        for code in ["2067", "1", "19"] {
+            assert!(!unavailable_sqlite(code), "{code}");
         }
         use sea_orm::{ConnAcquireErr, DbErr};
         assert!(is_unavailable(&DbErr::ConnectionAcquire(

@@ -68,7 +68,7 @@ async fn round(app: &TestApp, service: &TestClient, rs: &TestClient, access: &st
         service.id,
         urlencode(REDIRECT)
     );
-    let requests: Vec<(&'static str, reqwest::RequestBuilder)> = vec![
+    let mut requests: Vec<(&'static str, reqwest::RequestBuilder)> = vec![
         (
             "discovery",
             app.client.get(app.url("/.well-known/openid-configuration")),
@@ -104,6 +104,16 @@ async fn round(app: &TestApp, service: &TestClient, rs: &TestClient, access: &st
         ),
         ("authorize", app.client.get(app.url(&authorize))),
     ];
+    // More token requests at once, as a client pool would send them.
+    for _ in 0..5 {
+        requests.push((
+            "token",
+            app.client
+                .post(app.url("/token"))
+                .basic_auth(&service.id, service.secret.as_deref())
+                .form(&[("grant_type", "client_credentials")]),
+        ));
+    }
     // All at once: the load is mixed, and a round lasts as long as its
     // slowest request.
     crate::helpers::join_all(requests.into_iter().map(|(what, request)| async move {
