@@ -15,7 +15,7 @@ use crate::keys::{self, ALG, KeyError, KeyRing, MasterKey, SigningKey};
 use crate::protocol::signing_keys::{self as lifecycle, KeyStatus, KeyTimes, RetireRefusal};
 use crate::state::AppState;
 use crate::store::entities::signing_keys::Model as Row;
-use crate::store::signing_keys::{self as store, Retirement};
+use crate::store::signing_keys as store;
 
 /// A margin for clocks that disagree between nodes and relying parties.
 pub const CLOCK_SKEW_SECS: u64 = 60;
@@ -315,25 +315,21 @@ pub async fn retire(
     unpublish_now: bool,
 ) -> Result<Retired, KeysError> {
     let now = state.now_ms();
-    let rows = store::all(&state.store.db).await?;
-    let all: Vec<KeyTimes> = rows.iter().map(times).collect();
-    let plan = lifecycle::plan_retire(&all, kid, linger_ms(&state.settings), now)?;
-    let found = store::retire(
-        &state.store.db,
-        Retirement {
-            kid,
-            at: now,
-            revoke: unpublish_now,
-            bring_forward: plan.bring_forward.as_deref(),
-        },
-    )
-    .await?;
+    let linger = linger_ms(&state.settings);
+    let mut successor = None;
+    let found = store::retire(&state.store.db, kid, now, unpublish_now, |rows| {
+        let all: Vec<KeyTimes> = rows.iter().map(times).collect();
+        let plan = lifecycle::plan_retire(&all, kid, linger, now)?;
+        successor = plan.bring_forward.clone();
+        Ok::<_, RetireRefusal>(plan.bring_forward)
+    })
+    .await??;
     if !found {
         return Err(RetireRefusal::UnknownKid(kid.to_owned()).into());
     }
     Ok(Retired {
         key: view(state, kid).await?,
-        successor: plan.bring_forward,
+        successor,
     })
 }
 

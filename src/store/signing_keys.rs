@@ -5,8 +5,8 @@
 
 use sea_orm::sea_query::{Expr, Func, OnConflict};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
-    TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, Set, Statement, TransactionTrait,
 };
 
 use super::entities::signing_keys::{self, Entity as SigningKeys, Model as SigningKeyRow};
@@ -62,46 +62,84 @@ pub struct Retirement<'a> {
     pub bring_forward: Option<&'a str>,
 }
 
-/// Records a retirement in one transaction: the key's `retired_at` (kept if
-/// it was set already: the first retirement is when it stopped),
-/// `revoked_at` with `revoke`, and the successor's earlier activation.
-/// `false` when the kid is not there.
-pub async fn retire(db: &DatabaseConnection, r: Retirement<'_>) -> Result<bool, sea_orm::DbErr> {
+/// Records a retirement in one transaction, decided inside it: the rows
+/// are read under a lock that every retirement takes (PostgreSQL: a
+/// transaction advisory lock; SQLite: the write lock, taken first), `plan`
+/// picks the successor from them (`Some`: a key that must start signing at
+/// `at`, because the one retired is the active key), then the key's
+/// `retired_at` (kept if it was set already: the first retirement is when
+/// it stopped), `revoked_at` with `revoke`, and the successor's earlier
+/// activation are written. Two retirements at once are thus decided one
+/// after the other, each on what the other left, so they cannot together
+/// leave no key that signs. `Ok(Ok(false))` when the kid is not there;
+/// `Ok(Err(_))` when `plan` refused, and nothing was written.
+pub async fn retire<R>(
+    db: &DatabaseConnection,
+    kid: &str,
+    at: i64,
+    revoke: bool,
+    plan: impl FnOnce(&[SigningKeyRow]) -> Result<Option<String>, R>,
+) -> Result<Result<bool, R>, sea_orm::DbErr> {
     let txn = db.begin().await?;
-    let found = SigningKeys::update_many()
+    let backend = db.get_database_backend();
+    let lock = match backend {
+        DbBackend::Postgres => format!("SELECT pg_advisory_xact_lock({RETIRE_LOCK})"),
+        // A write first: SQLite's deferred transaction then holds the write
+        // lock before it reads.
+        _ => "UPDATE signing_keys SET kid = kid WHERE 1 = 0".to_owned(),
+    };
+    txn.execute_raw(Statement::from_string(backend, lock))
+        .await?;
+    let rows = all(&txn).await?;
+    if !rows.iter().any(|r| r.kid == kid) {
+        txn.rollback().await?;
+        return Ok(Ok(false));
+    }
+    let bring_forward = match plan(&rows) {
+        Ok(next) => next,
+        Err(refused) => {
+            txn.rollback().await?;
+            return Ok(Err(refused));
+        }
+    };
+    SigningKeys::update_many()
         .col_expr(
             signing_keys::Column::RetiredAt,
             Expr::from(Func::coalesce([
                 Expr::col(signing_keys::Column::RetiredAt),
-                Expr::val(r.at),
+                Expr::val(at),
             ])),
         )
-        .filter(signing_keys::Column::Kid.eq(r.kid))
+        .filter(signing_keys::Column::Kid.eq(kid))
         .exec(&txn)
-        .await?
-        .rows_affected
-        > 0;
-    if !found {
-        txn.rollback().await?;
-        return Ok(false);
-    }
-    if r.revoke {
+        .await?;
+    if revoke {
         SigningKeys::update_many()
-            .col_expr(signing_keys::Column::RevokedAt, Expr::value(r.at))
-            .filter(signing_keys::Column::Kid.eq(r.kid))
+            .col_expr(signing_keys::Column::RevokedAt, Expr::value(at))
+            .filter(signing_keys::Column::Kid.eq(kid))
             .filter(signing_keys::Column::RevokedAt.is_null())
             .exec(&txn)
             .await?;
     }
-    if let Some(next) = r.bring_forward {
-        SigningKeys::update_many()
-            .col_expr(signing_keys::Column::ActivatesAt, Expr::value(r.at))
-            .filter(signing_keys::Column::Kid.eq(next))
-            .filter(signing_keys::Column::ActivatesAt.gt(r.at))
+    if let Some(next) = bring_forward {
+        let moved = SigningKeys::update_many()
+            .col_expr(signing_keys::Column::ActivatesAt, Expr::value(at))
+            .filter(signing_keys::Column::Kid.eq(next.as_str()))
+            .filter(signing_keys::Column::ActivatesAt.gt(at))
             .filter(signing_keys::Column::RetiredAt.is_null())
             .exec(&txn)
-            .await?;
+            .await?
+            .rows_affected;
+        if moved != 1 {
+            txn.rollback().await?;
+            return Err(sea_orm::DbErr::Custom(format!(
+                "the successor {next} changed during the retirement; nothing was written, run it again"
+            )));
+        }
     }
     txn.commit().await?;
-    Ok(true)
+    Ok(Ok(true))
 }
+
+/// The advisory lock key every retirement takes on PostgreSQL.
+const RETIRE_LOCK: i64 = 0x0073_6B65_7973_7265;

@@ -30,6 +30,7 @@ on_both_backends!(
     a_retired_key_stays_published_until_its_tokens_expire,
     refusals_change_nothing_and_a_retired_next_key_leaves_at_once,
     the_table_holds_no_plaintext_private_key,
+    two_retirements_at_once_never_leave_no_key_that_signs,
 );
 
 /// Short settings: nodes read the keys every second, a new key signs two
@@ -560,4 +561,41 @@ async fn jwks_answers_while_the_database_is_away() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(kids(&app).await, before);
+}
+
+/// The active key and the next one retired at the same moment, from two
+/// nodes, ten times over: the retirements are decided one after the other,
+/// so one of them is refused (rotate first) and a key still signs.
+async fn two_retirements_at_once_never_leave_no_key_that_signs(backend: Backend) {
+    let app = spawn_app_with(backend, short).await;
+    let sibling = app.spawn_sibling().await;
+    for round in 0..10 {
+        let next = signing_keys::rotate(&app.state, false).await.unwrap();
+        let keys = signing_keys::list(&app.state).await.unwrap();
+        let active = keys
+            .iter()
+            .find(|k| k.status.state == KeyState::Active)
+            .expect("a key signs")
+            .times
+            .kid
+            .clone();
+        let (first, second) = tokio::join!(
+            signing_keys::retire(&app.state, &active, false),
+            signing_keys::retire(&sibling.state, &next.times.kid, false),
+        );
+        let refused = [first.is_err(), second.is_err()];
+        assert_eq!(
+            refused.iter().filter(|r| **r).count(),
+            1,
+            "round {round}: exactly one is refused: {first:?} / {second:?}"
+        );
+        let keys = signing_keys::list(&app.state).await.unwrap();
+        assert_eq!(
+            keys.iter()
+                .filter(|k| k.status.state == KeyState::Active)
+                .count(),
+            1,
+            "round {round}: one key signs after both"
+        );
+    }
 }
