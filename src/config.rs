@@ -215,8 +215,10 @@ pub struct LoginSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeySettings {
-    /// Seconds between two reads of the signing keys by every node: a
-    /// rotation or retirement reaches all nodes within it. At least 1.
+    /// Seconds between two reads of the signing keys, and two scans of the
+    /// master key files in `keys_dir`, by every node: a rotation or
+    /// retirement reaches all nodes within it (`keys rotate-master` waits
+    /// this plus 2 s before sealing under a new master key). At least 1.
     /// Default `30`.
     pub refresh_secs: u64,
     /// Seconds a new key is published before it signs, so that relying

@@ -14,6 +14,10 @@
 //! - `keys_dir/master.key`: 256 random bits, base64, mode 0600, the root of
 //!   every key that protects secrets at rest (signing keys, TOTP secrets).
 //!   It stays beside the process, never beside what it protects.
+//!   `stepgate keys rotate-master` adds `keys_dir/master-<millis>.key`
+//!   files: every node loads all of them ([`MasterKeys`]), the newest
+//!   seals, any opens, and a file is renamed `….retired` (never deleted)
+//!   once nothing is sealed under it (docs/operating.md, "The master key").
 //! - `keys_dir/signing-<millis>.pem` files are what versions before the
 //!   database kept: they are imported once at start (docs/operating.md,
 //!   "Keys and rotation") and may then be removed.
@@ -22,6 +26,7 @@
 //! when a node first reads it and held, so a signature costs one RSA
 //! operation and no parsing.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -45,6 +50,11 @@ use crate::protocol::signing_keys::{self as lifecycle, KeyState, KeyStatus, KeyT
 const SIGNING_PREFIX: &str = "signing-";
 const SIGNING_SUFFIX: &str = ".pem";
 const MASTER_KEY_FILE: &str = "master.key";
+const MASTER_PREFIX: &str = "master-";
+const MASTER_SUFFIX: &str = ".key";
+/// Appended to a master key file nothing is sealed under any more: it is
+/// no longer loaded, and kept for backups of the database from before.
+pub const RETIRED_SUFFIX: &str = ".retired";
 const PEM_LABEL: &str = "PRIVATE KEY";
 /// The derivation label of the key that seals signing keys.
 const SEAL_LABEL: &str = "stepgate/signing-key-seal/v1";
@@ -233,24 +243,203 @@ pub fn unseal_private_key(master: &MasterKey, kid: &str, sealed_key: &str) -> Op
     sealed::open(&master.seal_key(), kid, sealed_key)
 }
 
-/// Loads `keys_dir/master.key`, creating the directory and the key when
-/// missing (`true` then). An existing file is never touched.
-pub fn load_or_create_master(dir: &Path) -> Result<(MasterKey, bool), KeyError> {
+/// One master key file of `keys_dir`.
+#[derive(Debug)]
+pub struct MasterKeyFile {
+    pub path: PathBuf,
+    /// Unix milliseconds from a `master-<millis>.key` name; `0` for
+    /// `master.key`, which is older than any other.
+    pub created_at: i64,
+    pub key: MasterKey,
+}
+
+impl MasterKeyFile {
+    /// Whether this is `master.key`, the one versions before rotation knew.
+    pub fn is_original(&self) -> bool {
+        self.created_at == 0
+    }
+
+    pub fn name(&self) -> String {
+        self.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+}
+
+/// Every master key a node has loaded from `keys_dir`, oldest first (never
+/// empty, one per id): the newest seals, any of them opens.
+#[derive(Debug)]
+pub struct MasterKeys {
+    files: Vec<MasterKeyFile>,
+}
+
+impl MasterKeys {
+    /// The keys of `files`; `None` when there is none. Of two files holding
+    /// the same key, the older one is kept.
+    pub fn new(mut files: Vec<MasterKeyFile>) -> Option<Self> {
+        files.sort_by_key(|f| f.created_at);
+        let mut seen = HashSet::new();
+        files.retain(|f| seen.insert(f.key.id()));
+        (!files.is_empty()).then_some(Self { files })
+    }
+
+    /// The file of the key that seals: the newest.
+    pub fn newest(&self) -> &MasterKeyFile {
+        self.files.last().expect("never empty")
+    }
+
+    /// The key that seals: the newest.
+    pub fn sealing(&self) -> &MasterKey {
+        &self.newest().key
+    }
+
+    /// The key with this id, if loaded.
+    pub fn get(&self, id: &str) -> Option<&MasterKey> {
+        self.files.iter().map(|f| &f.key).find(|k| k.id() == id)
+    }
+
+    /// Every file, oldest first.
+    pub fn files(&self) -> &[MasterKeyFile] {
+        &self.files
+    }
+
+    /// Every key, newest first (the likeliest to open a value first).
+    pub fn newest_first(&self) -> impl Iterator<Item = &MasterKey> {
+        self.files.iter().rev().map(|f| &f.key)
+    }
+
+    /// The ids, oldest first.
+    pub fn ids(&self) -> Vec<String> {
+        self.files.iter().map(|f| f.key.id()).collect()
+    }
+}
+
+/// Loads every master key file of `dir` (`master.key`, `master-<millis>.key`;
+/// not the `.retired` ones). A file that cannot be read or is not a key is
+/// an error naming it, and so is a directory without any.
+pub fn load_master_keys(dir: &Path) -> Result<MasterKeys, KeyError> {
+    let mut files = Vec::new();
+    for (created_at, path) in master_key_paths(dir)? {
+        let key = load_master_key(&path)?;
+        files.push(MasterKeyFile {
+            path,
+            created_at,
+            key,
+        });
+    }
+    MasterKeys::new(files).ok_or_else(|| KeyError::Dir {
+        path: dir.to_owned(),
+        reason: "holds no master key (master.key or master-<unix milliseconds>.key)".into(),
+    })
+}
+
+/// Loads the master keys of `dir`, creating the directory and `master.key`
+/// when it holds no master key file at all (`true` then). An existing file
+/// is never touched.
+pub fn load_or_create_master(dir: &Path) -> Result<(MasterKeys, bool), KeyError> {
     ensure_dir(dir)?;
-    let path = dir.join(MASTER_KEY_FILE);
     let mut created = false;
-    if !path.exists() {
-        let mut bytes = [0u8; 32];
-        random_bytes(&mut bytes)?;
-        let text = format!("{}\n", STANDARD.encode(bytes));
-        match write_new_secret_file(&path, text.as_bytes()) {
+    if master_key_paths(dir)?.is_empty() {
+        let path = dir.join(MASTER_KEY_FILE);
+        match write_new_secret_file(&path, &new_master_text()?) {
             Ok(()) => created = true,
             // Another process created it first: use theirs.
             Err(_) if path.exists() => {}
             Err(e) => return Err(e),
         }
     }
-    Ok((load_master_key(&path)?, created))
+    Ok((load_master_keys(dir)?, created))
+}
+
+fn new_master_text() -> Result<Vec<u8>, KeyError> {
+    let mut bytes = [0u8; 32];
+    random_bytes(&mut bytes)?;
+    Ok(format!("{}\n", STANDARD.encode(bytes)).into_bytes())
+}
+
+/// Writes a new master key as `dir/master-<millis>.key` (mode 0600, never
+/// over an existing file) and returns it as loaded back from the file.
+pub fn write_new_master(dir: &Path, created_at: DateTime<Utc>) -> Result<MasterKeyFile, KeyError> {
+    ensure_dir(dir)?;
+    let millis = created_at.timestamp_millis();
+    let path = dir.join(format!("{MASTER_PREFIX}{millis:013}{MASTER_SUFFIX}"));
+    write_new_secret_file(&path, &new_master_text()?)?;
+    let key = load_master_key(&path)?;
+    Ok(MasterKeyFile {
+        path,
+        created_at: millis,
+        key,
+    })
+}
+
+/// Renames a master key file to `<name>.retired`: nodes stop loading it at
+/// their next scan. Never deletes it and never replaces a file already
+/// there (a link to the new name, then the old name removed).
+pub fn retire_master_file(path: &Path) -> Result<PathBuf, KeyError> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(RETIRED_SUFFIX);
+    let retired = PathBuf::from(name);
+    match fs::hard_link(path, &retired) {
+        Ok(()) => {}
+        // Another run retiring the same file at the same moment.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && retired.exists() => {
+            return Ok(retired);
+        }
+        Err(e)
+            if e.kind() == std::io::ErrorKind::AlreadyExists
+                && fs::read(path).ok() == fs::read(&retired).ok() => {}
+        Err(e) => return Err(file_error(&retired, e)),
+    }
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(file_error(path, e)),
+        _ => Ok(retired),
+    }
+}
+
+/// The master key files, oldest first, with the creation time their name
+/// holds (`0` for `master.key`).
+fn master_key_paths(dir: &Path) -> Result<Vec<(i64, PathBuf)>, KeyError> {
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let entries = fs::read_dir(dir).map_err(|e| KeyError::Dir {
+        path: dir.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let mut keys = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| KeyError::Dir {
+            path: dir.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let path = entry.path();
+        if name == MASTER_KEY_FILE {
+            keys.push((0, path));
+            continue;
+        }
+        let Some(stamp) = name
+            .strip_prefix(MASTER_PREFIX)
+            .and_then(|rest| rest.strip_suffix(MASTER_SUFFIX))
+        else {
+            continue;
+        };
+        let millis = stamp
+            .parse::<i64>()
+            .ok()
+            .filter(|m| *m > 0)
+            .ok_or_else(|| {
+                file_error(
+                    &path,
+                    "name must be master-<unix milliseconds>.key (as keys rotate-master writes it)",
+                )
+            })?;
+        keys.push((millis, path));
+    }
+    keys.sort();
+    Ok(keys)
 }
 
 /// A signing key file of the layout before the database.
@@ -418,24 +607,36 @@ impl KeyRing {
     }
 }
 
-/// What `AppState` holds: the master key, and the ring, swapped whole by
-/// each read of the table while requests keep using the one they took.
+/// What `AppState` holds: the master keys, swapped whole by each scan of
+/// `keys_dir`, and the ring, swapped whole by each read of the table, while
+/// requests keep using the ones they took.
 #[derive(Debug)]
 pub struct Keys {
-    master: MasterKey,
+    masters: RwLock<Arc<MasterKeys>>,
     ring: RwLock<Arc<KeyRing>>,
 }
 
 impl Keys {
-    pub fn new(master: MasterKey, ring: KeyRing) -> Self {
+    pub fn new(masters: MasterKeys, ring: KeyRing) -> Self {
         Self {
-            master,
+            masters: RwLock::new(Arc::new(masters)),
             ring: RwLock::new(Arc::new(ring)),
         }
     }
 
-    pub fn master(&self) -> &MasterKey {
-        &self.master
+    /// The master keys as last loaded.
+    pub fn masters(&self) -> Arc<MasterKeys> {
+        self.masters
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn replace_masters(&self, masters: MasterKeys) {
+        *self
+            .masters
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(masters);
     }
 
     /// The ring as last read.

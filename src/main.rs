@@ -13,6 +13,7 @@ use stepgate::config::Settings;
 use stepgate::protocol::client_metadata::Client;
 use stepgate::protocol::client_metadata::NewClient;
 use stepgate::service::clients;
+use stepgate::service::master_key::{self, RotateOptions};
 use stepgate::service::signing_keys::{self, KeyView};
 use stepgate::service::{accounts, totp};
 use stepgate::startup::Application;
@@ -212,6 +213,26 @@ enum KeysCommand {
         /// the JWKS must refetch it on the unknown kid).
         #[arg(long)]
         now: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-seal the TOTP secrets and the signing keys under a new master key,
+    /// while the servers keep running: writes keys_dir/master-<millis>.key,
+    /// waits keys.refresh_secs + 2 s for every node to load it, re-seals
+    /// every row in batches, then renames the older key files *.retired.
+    /// Run it again to resume one that stopped. See docs/operating.md,
+    /// "The master key".
+    RotateMaster {
+        /// Do not wait for running nodes to load the new key (only when no
+        /// server runs on this database).
+        #[arg(long)]
+        no_wait: bool,
+        /// Rows re-sealed per batch.
+        #[arg(long, default_value_t = master_key::DEFAULT_BATCH_SIZE, value_name = "N")]
+        batch_size: u64,
+        /// Stop after re-sealing N rows; the next run goes on.
+        #[arg(long, value_name = "N")]
+        max_rows: Option<u64>,
         #[arg(long)]
         json: bool,
     },
@@ -664,6 +685,64 @@ async fn keys(command: KeysCommand, settings: Settings) -> anyhow::Result<()> {
                     key.times.kid,
                     millis_text(Some(key.times.activates_at)).unwrap_or_default()
                 );
+            }
+        }
+        KeysCommand::RotateMaster {
+            no_wait,
+            batch_size,
+            max_rows,
+            json,
+        } => {
+            let options = RotateOptions {
+                wait: !no_wait,
+                batch_size,
+                max_rows,
+            };
+            let rotation = master_key::rotate(&state, &options).await?;
+            let state_name = if rotation.done() {
+                "done"
+            } else {
+                "in_progress"
+            };
+            if json {
+                let retired: Vec<String> = rotation
+                    .retired
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect();
+                print_json(&json!({
+                    "master_key_id": rotation.master_key_id,
+                    "file": rotation.file.display().to_string(),
+                    "created": rotation.created,
+                    "resealed": rotation.resealed,
+                    "left": rotation.left,
+                    "retired_files": retired,
+                    "state": state_name,
+                }));
+            } else {
+                let r = &rotation.resealed;
+                println!(
+                    "Master key {} ({}): re-sealed {} signing keys, {} TOTP secrets, {} pending TOTP secrets.",
+                    rotation.master_key_id,
+                    rotation.file.display(),
+                    r.signing_keys,
+                    r.totp_credentials,
+                    r.totp_enrollments
+                );
+                if rotation.done() {
+                    for path in &rotation.retired {
+                        println!(
+                            "Retired {} (kept: back it up with the database backups taken before now).",
+                            path.display()
+                        );
+                    }
+                    println!("Done: everything is sealed under the new master key.");
+                } else {
+                    println!(
+                        "{} rows are left under an older master key: run keys rotate-master again to go on.",
+                        rotation.left.total()
+                    );
+                }
             }
         }
         KeysCommand::Retire { kid, now, json } => {

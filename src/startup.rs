@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::email::EmailError;
-use crate::keys::{self, KeyError, Keys, MasterKey};
+use crate::keys::{self, KeyError, Keys, MasterKeys};
 use crate::service::signing_keys::{self, KeysError};
 use crate::state::AppState;
 use crate::store::{self, StoreError};
@@ -141,7 +141,7 @@ impl Application {
     /// `http.shutdown_grace_secs` (a request still running then is cut
     /// off; what it had committed stays, what it had not is not
     /// acknowledged). The sweep of expired rows, the mail worker and the
-    /// reader of the signing keys run beside the server and stop with it
+    /// reader of the signing keys and the scanner of the master keys run beside the server and stop with it
     /// (a message cut off mid-send is sent again by the next node whose
     /// worker finds its lease run out: `service::mail`).
     pub async fn run_until(
@@ -160,6 +160,7 @@ impl Application {
             }))
         });
         let key_reader = tokio::spawn(signing_keys::run(self.state.clone()));
+        let master_key_scanner = tokio::spawn(crate::service::master_key::run(self.state.clone()));
         let service = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
@@ -195,6 +196,7 @@ impl Application {
             metrics_server.abort();
         }
         key_reader.abort();
+        master_key_scanner.abort();
         served
     }
 }
@@ -237,12 +239,19 @@ fn metrics_router(state: &AppState) -> Option<axum::Router> {
     Some(axum::Router::new().route("/metrics", axum::routing::get(scrape)))
 }
 
-fn load_master(settings: &Settings) -> Result<MasterKey, StartError> {
-    let (master, created) = keys::load_or_create_master(&settings.keys_dir)?;
+fn load_master(settings: &Settings) -> Result<MasterKeys, StartError> {
+    let (masters, created) = keys::load_or_create_master(&settings.keys_dir)?;
     if created {
         tracing::info!(dir = %settings.keys_dir.display(), "created the master key");
     }
-    Ok(master)
+    if masters.files().len() > 1 {
+        tracing::info!(
+            ids = ?masters.ids(),
+            sealing = %masters.sealing().id(),
+            "loaded several master keys: a master-key rotation is under way (keys rotate-master)"
+        );
+    }
+    Ok(masters)
 }
 
 /// The signing keys on a migrated database (`service::signing_keys::prepare`:
@@ -250,10 +259,10 @@ fn load_master(settings: &Settings) -> Result<MasterKey, StartError> {
 async fn signing_keys_on(
     settings: &Settings,
     db: &sea_orm::DatabaseConnection,
-    master: MasterKey,
+    masters: MasterKeys,
     now: i64,
 ) -> Result<Keys, StartError> {
-    let (ring, prepared) = signing_keys::prepare(settings, db, &master, now).await?;
+    let (ring, prepared) = signing_keys::prepare(settings, db, &masters, now).await?;
     if let Some(error) = prepared.unreadable.into_iter().next() {
         return Err(error.into());
     }
@@ -267,7 +276,7 @@ async fn signing_keys_on(
     if let Some(kid) = prepared.created {
         tracing::info!(%kid, "created a signing key");
     }
-    Ok(Keys::new(master, ring))
+    Ok(Keys::new(masters, ring))
 }
 
 /// The state a command (or a test) needs to act like the server would, on

@@ -43,10 +43,6 @@ pub struct Shared {
     /// Wakes this node's mail worker when a request queued an email.
     pub mail_wakeup: tokio::sync::Notify,
     pub hasher: Hasher,
-    /// Signs CSRF tokens.
-    pub csrf_key: PurposeKey,
-    /// Keys the sign-in throttle's rows (an HMAC of the email).
-    pub throttle_key: PurposeKey,
     /// `scheme://host[:port]` of the issuer, for `Origin` checks.
     issuer_origin: Arc<str>,
     /// Documents that never change while the process runs, serialized once
@@ -69,7 +65,6 @@ impl AppState {
         db: DatabaseConnection,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, EmailError> {
-        let master = *keys.master().bytes();
         let webauthn = relying_party(&settings);
         let metrics =
             matches!(settings.metrics.listen_addr(), Ok(Some(_))).then(|| Arc::new(Metrics::new()));
@@ -82,8 +77,6 @@ impl AppState {
             mailer: Mailer::from_settings(&settings.email)?,
             mail_wakeup: tokio::sync::Notify::new(),
             hasher: Hasher::new(&settings.password),
-            csrf_key: PurposeKey::derive(&master, "stepgate/csrf/v1"),
-            throttle_key: PurposeKey::derive(&master, "stepgate/login-throttle/v1"),
             issuer_origin: settings.issuer_url().origin().ascii_serialization().into(),
             store: Store::counting(
                 db,
@@ -130,7 +123,36 @@ fn relying_party(settings: &Settings) -> Option<webauthn_rs::Webauthn> {
     }
 }
 
+/// The derivation labels of the keys that are not sealing keys.
+const CSRF_LABEL: &str = "stepgate/csrf/v1";
+const THROTTLE_LABEL: &str = "stepgate/login-throttle/v1";
+
 impl Shared {
+    /// Signs CSRF tokens: derived from the newest master key. Derived at
+    /// each use (two HMACs), since the master keys change without a
+    /// restart (`service::master_key`).
+    pub fn csrf_key(&self) -> PurposeKey {
+        PurposeKey::derive(self.keys.masters().sealing().bytes(), CSRF_LABEL)
+    }
+
+    /// Every key a CSRF token may verify with: one per loaded master key,
+    /// so a form rendered before a master-key rotation still posts until
+    /// its key's file is retired (docs/operating.md, "The master key").
+    pub fn csrf_keys(&self) -> Vec<PurposeKey> {
+        self.keys
+            .masters()
+            .newest_first()
+            .map(|master| PurposeKey::derive(master.bytes(), CSRF_LABEL))
+            .collect()
+    }
+
+    /// Keys the sign-in throttle's rows (an HMAC of the email): derived
+    /// from the newest master key, so every node that loaded the same keys
+    /// counts in the same rows.
+    pub fn throttle_key(&self) -> PurposeKey {
+        PurposeKey::derive(self.keys.masters().sealing().bytes(), THROTTLE_LABEL)
+    }
+
     /// Unix seconds at the state's clock (`clock.rs`; tests pass a fixed
     /// clock): the one way services read the time.
     pub fn now(&self) -> i64 {

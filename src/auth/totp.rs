@@ -189,17 +189,48 @@ pub fn normalize_recovery_code(input: &str) -> Option<String> {
         .then_some(code)
 }
 
-/// AES-256-GCM for secrets at rest: `v1.` + base64(nonce ‖ ciphertext ‖ tag),
-/// with the owner's id as associated data, so a ciphertext moved to another
-/// row does not decrypt.
+/// AES-256-GCM for secrets at rest, with the owner's id as associated
+/// data, so a ciphertext moved to another row does not decrypt. Two forms:
+/// `v1.` + base64(nonce ‖ ciphertext ‖ tag), and `v2.<key id>.` + the same,
+/// which names the master key that sealed it (`keys::MasterKey::id`,
+/// base64url, so it holds no `.`): a rotation can tell what is left to
+/// re-seal, and a node which of its keys opens it.
 pub mod sealed {
     use super::*;
     use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
     use base64::engine::general_purpose::STANDARD;
 
     const PREFIX: &str = "v1.";
+    const TAGGED_PREFIX: &str = "v2.";
 
     pub fn seal(key: &[u8; 32], owner: &str, plaintext: &[u8]) -> String {
+        format!("{PREFIX}{}", seal_body(key, owner, plaintext))
+    }
+
+    /// Seals in the `v2.` form, naming the master key `key_id`.
+    pub fn seal_tagged(key: &[u8; 32], key_id: &str, owner: &str, plaintext: &[u8]) -> String {
+        debug_assert!(!key_id.contains('.'));
+        format!(
+            "{TAGGED_PREFIX}{key_id}.{}",
+            seal_body(key, owner, plaintext)
+        )
+    }
+
+    /// The `v2.<key id>.` prefix of the values sealed under `key_id`.
+    pub fn tagged_prefix(key_id: &str) -> String {
+        format!("{TAGGED_PREFIX}{key_id}.")
+    }
+
+    /// The key id a `v2.` value names; `None` for a `v1.` value (or what is
+    /// not a sealed value at all).
+    pub fn key_id(sealed: &str) -> Option<&str> {
+        sealed
+            .strip_prefix(TAGGED_PREFIX)?
+            .split_once('.')
+            .map(|(id, _)| id)
+    }
+
+    fn seal_body(key: &[u8; 32], owner: &str, plaintext: &[u8]) -> String {
         let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).expect("32-byte key"));
         let mut nonce = [0u8; NONCE_LEN];
         aws_lc_rs::rand::fill(&mut nonce).expect("the system RNG works");
@@ -212,11 +243,16 @@ pub mod sealed {
         .expect("AES-GCM sealing");
         let mut out = nonce.to_vec();
         out.extend_from_slice(&data);
-        format!("{PREFIX}{}", STANDARD.encode(out))
+        STANDARD.encode(out)
     }
 
+    /// Opens either form with `key`.
     pub fn open(key: &[u8; 32], owner: &str, sealed: &str) -> Option<Vec<u8>> {
-        let bytes = STANDARD.decode(sealed.strip_prefix(PREFIX)?).ok()?;
+        let body = match sealed.strip_prefix(PREFIX) {
+            Some(body) => body,
+            None => sealed.strip_prefix(TAGGED_PREFIX)?.split_once('.')?.1,
+        };
+        let bytes = STANDARD.decode(body).ok()?;
         if bytes.len() < NONCE_LEN + 16 {
             return None;
         }
@@ -383,5 +419,23 @@ mod tests {
             sealed::seal(&key, "user-1", b"secret bytes"),
             "fresh nonce"
         );
+        assert_eq!(sealed::key_id(&sealed), None);
+    }
+
+    #[test]
+    fn tagged_values_name_their_key_and_open_like_v1() {
+        let key = [9u8; 32];
+        let tagged = sealed::seal_tagged(&key, "Ab-_9", "user-1", b"secret bytes");
+        assert!(tagged.starts_with(&sealed::tagged_prefix("Ab-_9")));
+        assert_eq!(sealed::key_id(&tagged), Some("Ab-_9"));
+        assert_eq!(
+            sealed::open(&key, "user-1", &tagged).unwrap(),
+            b"secret bytes"
+        );
+        assert_eq!(sealed::open(&key, "user-2", &tagged), None);
+        assert_eq!(sealed::open(&[8u8; 32], "user-1", &tagged), None);
+        assert_eq!(sealed::open(&key, "user-1", "v2.nodot"), None);
+        assert_eq!(sealed::key_id("v2.nodot"), None);
+        assert_eq!(sealed::key_id("garbage"), None);
     }
 }

@@ -49,7 +49,7 @@ impl Csrf {
     }
 
     pub fn token(&self, state: &AppState) -> String {
-        state.csrf_key.sign(self.binding.as_bytes())
+        state.csrf_key().sign(self.binding.as_bytes())
     }
 }
 
@@ -73,9 +73,10 @@ pub fn check(state: &AppState, headers: &HeaderMap, token: Option<&str>) -> bool
         return false;
     }
     match (binding(state, headers), token) {
-        (Some(binding), Some(token)) if !token.is_empty() => {
-            state.csrf_key.verify(binding.as_bytes(), token)
-        }
+        (Some(binding), Some(token)) if !token.is_empty() => state
+            .csrf_keys()
+            .iter()
+            .any(|key| key.verify(binding.as_bytes(), token)),
         _ => false,
     }
 }

@@ -31,7 +31,7 @@ pub struct Counter {
 /// The throttle key of an email: an HMAC of the normalized address.
 fn email_key(state: &AppState, email: &str) -> String {
     state
-        .throttle_key
+        .throttle_key()
         .sign(users::normalize_email(email).as_bytes())
 }
 

@@ -106,7 +106,7 @@ impl Limit {
     /// the normalized address, so the table holds no addresses.
     pub fn per_recipient(state: &AppState, email: &str) -> Self {
         let key = state
-            .throttle_key
+            .throttle_key()
             .sign(crate::store::users::normalize_email(email).as_bytes());
         Self {
             key: format!("mail:{key}"),

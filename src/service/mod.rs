@@ -11,6 +11,7 @@ pub mod introspection;
 pub mod limits;
 pub mod logout;
 pub mod mail;
+pub mod master_key;
 pub mod oidc;
 pub mod passkeys;
 pub mod revocation;

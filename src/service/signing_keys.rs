@@ -11,7 +11,7 @@ use std::time::Duration;
 use sea_orm::DatabaseConnection;
 
 use crate::config::Settings;
-use crate::keys::{self, ALG, KeyError, KeyRing, MasterKey, SigningKey};
+use crate::keys::{self, ALG, KeyError, KeyRing, MasterKey, MasterKeys, SigningKey};
 use crate::protocol::signing_keys::{self as lifecycle, KeyStatus, KeyTimes, RetireRefusal};
 use crate::state::AppState;
 use crate::store::entities::signing_keys::Model as Row;
@@ -27,9 +27,13 @@ pub enum KeysError {
     #[error(transparent)]
     Key(#[from] KeyError),
     #[error(
-        "signing key {kid} in the database does not open with keys_dir/master.key: is this the master key it was sealed with?"
+        "signing key {kid} in the database does not open with master key {master_key_id}: is this the master key file it was sealed with?"
     )]
-    Unseal { kid: String },
+    Unseal { kid: String, master_key_id: String },
+    #[error(
+        "signing key {kid} in the database is sealed under master key {master_key_id}, and no master key file in keys_dir (master.key, master-*.key) holds that key: was it removed or renamed .retired too early?"
+    )]
+    MasterKeyMissing { kid: String, master_key_id: String },
     #[error("signing key {kid} in the database: {reason}")]
     Parse { kid: String, reason: String },
     #[error(transparent)]
@@ -99,9 +103,10 @@ pub struct Prepared {
 pub async fn prepare(
     settings: &Settings,
     db: &DatabaseConnection,
-    master: &MasterKey,
+    masters: &MasterKeys,
     now: i64,
 ) -> Result<(KeyRing, Prepared), KeysError> {
+    let master = masters.sealing();
     let mut prepared = Prepared::default();
     let files = keys::legacy_key_files(&settings.keys_dir)?;
     let known: HashSet<String> = store::all(db).await?.into_iter().map(|r| r.kid).collect();
@@ -130,7 +135,7 @@ pub async fn prepare(
         prepared.created = Some(key.kid);
     }
     let rows = store::all(db).await?;
-    let (ring, unreadable) = build_ring(&rows, master, None, linger, now);
+    let (ring, unreadable) = build_ring(&rows, masters, None, linger, now);
     prepared.unreadable = unreadable;
     Ok((ring, prepared))
 }
@@ -140,7 +145,7 @@ pub async fn prepare(
 /// are not opened at all. Keys that do not open are left out and returned.
 pub fn build_ring(
     rows: &[Row],
-    master: &MasterKey,
+    masters: &MasterKeys,
     previous: Option<&KeyRing>,
     linger: i64,
     now: i64,
@@ -155,7 +160,7 @@ pub fn build_ring(
         } else if let Some(key) = previous.and_then(|p| p.parsed(&row.kid)) {
             Some(key)
         } else {
-            match open(master, row) {
+            match open(masters, row) {
                 Ok(key) => Some(Arc::new(key)),
                 Err(e) => {
                     failed.push(e);
@@ -168,13 +173,24 @@ pub fn build_ring(
     (KeyRing::new(keys, linger, now), failed)
 }
 
-fn open(master: &MasterKey, row: &Row) -> Result<SigningKey, KeysError> {
-    let der =
-        keys::unseal_private_key(master, &row.kid, &row.private_key_sealed).ok_or_else(|| {
-            KeysError::Unseal {
-                kid: row.kid.clone(),
-            }
+/// The PKCS#8 DER of a row's key, opened with the master key the row names.
+pub fn unseal(masters: &MasterKeys, row: &Row) -> Result<Vec<u8>, KeysError> {
+    let master = masters
+        .get(&row.master_key_id)
+        .ok_or_else(|| KeysError::MasterKeyMissing {
+            kid: row.kid.clone(),
+            master_key_id: row.master_key_id.clone(),
         })?;
+    keys::unseal_private_key(master, &row.kid, &row.private_key_sealed).ok_or_else(|| {
+        KeysError::Unseal {
+            kid: row.kid.clone(),
+            master_key_id: row.master_key_id.clone(),
+        }
+    })
+}
+
+fn open(masters: &MasterKeys, row: &Row) -> Result<SigningKey, KeysError> {
+    let der = unseal(masters, row)?;
     let key = SigningKey::from_pkcs8(&der).map_err(|reason| KeysError::Parse {
         kid: row.kid.clone(),
         reason,
@@ -203,7 +219,7 @@ pub async fn refresh(state: &AppState) -> Result<(), KeysError> {
     };
     let (ring, failed) = build_ring(
         &rows,
-        state.keys.master(),
+        &state.keys.masters(),
         Some(&current),
         linger_ms(&state.settings),
         now,
@@ -287,7 +303,7 @@ pub async fn rotate(state: &AppState, at_once: bool) -> Result<KeyView, KeysErro
     };
     let (key, der) = SigningKey::generate()?;
     let row = new_row(
-        state.keys.master(),
+        state.keys.masters().sealing(),
         &key,
         &der,
         now,

@@ -10,6 +10,7 @@
 use crate::auth::factor::Factor;
 use crate::auth::totp::{self, TotpParams, sealed};
 use crate::crypto::{PurposeKey, sha256_hex};
+use crate::keys::{MasterKey, MasterKeys};
 use crate::service::Error;
 use crate::service::accounts::{self, LiveSession, ReauthError, ReauthFor};
 use crate::service::attempts::{self, Counter, Outcome};
@@ -20,14 +21,39 @@ use crate::store::entities::totp_credentials::Model as Credential;
 use crate::store::entities::users::Model as User;
 use crate::store::{recovery_codes, sessions, totp as store, users};
 
-/// The key that seals TOTP secrets: derived from the master key for this one
-/// purpose, so no other use of the master key can decrypt them.
-fn sealing_key(state: &AppState) -> [u8; 32] {
-    let derived = PurposeKey::derive(state.keys.master().bytes(), "stepgate/totp-secret/v1");
+/// The key that seals TOTP secrets under one master key: derived from it
+/// for this one purpose, so no other use of the master key can decrypt them.
+fn sealing_key(master: &MasterKey) -> [u8; 32] {
+    let derived = PurposeKey::derive(master.bytes(), "stepgate/totp-secret/v1");
     let tag = derived.sign(b"aes-256-gcm");
     let bytes = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, tag)
         .expect("an HMAC tag is valid base64url");
     bytes.try_into().expect("HMAC-SHA256 is 32 bytes")
+}
+
+/// Seals a TOTP secret of `owner` under the newest master key: in the `v1.`
+/// form while that is `master.key` (what versions before rotation read),
+/// else in the `v2.<id>.` form that names the key (docs/operating.md, "The
+/// master key").
+pub fn seal_secret(masters: &MasterKeys, owner: &str, secret: &[u8]) -> String {
+    let newest = masters.newest();
+    let key = sealing_key(&newest.key);
+    if newest.is_original() {
+        sealed::seal(&key, owner, secret)
+    } else {
+        sealed::seal_tagged(&key, &newest.key.id(), owner, secret)
+    }
+}
+
+/// Opens a sealed TOTP secret: a `v2.` value with the key it names, a `v1.`
+/// value with whichever loaded key opens it. `None` when none does.
+pub fn open_secret(masters: &MasterKeys, owner: &str, value: &str) -> Option<Vec<u8>> {
+    match sealed::key_id(value) {
+        Some(id) => sealed::open(&sealing_key(masters.get(id)?), owner, value),
+        None => masters
+            .newest_first()
+            .find_map(|master| sealed::open(&sealing_key(master), owner, value)),
+    }
 }
 
 async fn audit(
@@ -109,7 +135,7 @@ pub async fn begin_activation(
         store::NewEnrollment {
             session_key: &enrollment_key(session),
             user_id: &user.id,
-            secret_sealed: &sealed::seal(&sealing_key(state), &user.id, &secret),
+            secret_sealed: &seal_secret(&state.keys.masters(), &user.id, &secret),
             params: &params,
             now,
             expires_at: now + ENROLLMENT_TTL_SECS,
@@ -135,7 +161,7 @@ pub async fn current_activation(
     .await?;
     if let Some(enrollment) = live
         && let (Some(secret), Some(params)) = (
-            sealed::open(&sealing_key(state), &user.id, &enrollment.secret_sealed),
+            open_secret(&state.keys.masters(), &user.id, &enrollment.secret_sealed),
             store::enrollment_params(&enrollment, state.settings.totp.skew),
         )
     {
@@ -314,7 +340,7 @@ fn totp_step(
     now: i64,
 ) -> Option<u64> {
     let params = store::params_of(credential, state.settings.totp.skew)?;
-    let secret = sealed::open(&sealing_key(state), &user.id, &credential.secret_sealed)?;
+    let secret = open_secret(&state.keys.masters(), &user.id, &credential.secret_sealed)?;
     totp::verify(&secret, &params, input, u64::try_from(now).ok()?)
 }
 
@@ -357,8 +383,8 @@ pub async fn confirm_activation(
     let counter = Counter::second_factor(state, &user.id);
     let checked = attempts::attempt(state, &counter, async {
         let step = store::enrollment_params(&enrollment, state.settings.totp.skew)
-            .zip(sealed::open(
-                &sealing_key(state),
+            .zip(open_secret(
+                &state.keys.masters(),
                 &user.id,
                 &enrollment.secret_sealed,
             ))

@@ -5,8 +5,8 @@
 
 use sea_orm::sea_query::{Expr, Func, OnConflict};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
-    QueryOrder, Set, Statement, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, Statement, TransactionTrait,
 };
 
 use super::entities::signing_keys::{self, Entity as SigningKeys, Model as SigningKeyRow};
@@ -143,3 +143,59 @@ pub async fn retire<R>(
 
 /// The advisory lock key every retirement takes on PostgreSQL.
 const RETIRE_LOCK: i64 = 0x0073_6B65_7973_7265;
+
+/// Up to `limit` keys sealed under another master key than `master_key_id`:
+/// what a master-key rotation has left to re-seal.
+pub async fn not_under(
+    db: &DatabaseConnection,
+    master_key_id: &str,
+    limit: u64,
+) -> Result<Vec<SigningKeyRow>, sea_orm::DbErr> {
+    SigningKeys::find()
+        .filter(signing_keys::Column::MasterKeyId.ne(master_key_id))
+        .order_by_asc(signing_keys::Column::Kid)
+        .limit(limit)
+        .all(db)
+        .await
+}
+
+pub async fn count_not_under(
+    db: &DatabaseConnection,
+    master_key_id: &str,
+) -> Result<u64, sea_orm::DbErr> {
+    SigningKeys::find()
+        .filter(signing_keys::Column::MasterKeyId.ne(master_key_id))
+        .count(db)
+        .await
+}
+
+/// A key sealed again under another master key.
+#[derive(Debug, Clone)]
+pub struct Reseal<'a> {
+    pub kid: &'a str,
+    pub old_master_key_id: &'a str,
+    pub old_sealed: &'a str,
+    pub master_key_id: &'a str,
+    pub sealed: &'a str,
+}
+
+/// Replaces a key's sealed form, only if the row still holds the old one
+/// (a concurrent rotation wins, and nothing is sealed twice). `false` when
+/// it did not.
+pub async fn reseal(db: &DatabaseConnection, r: Reseal<'_>) -> Result<bool, sea_orm::DbErr> {
+    let result = SigningKeys::update_many()
+        .col_expr(
+            signing_keys::Column::PrivateKeySealed,
+            Expr::value(r.sealed),
+        )
+        .col_expr(
+            signing_keys::Column::MasterKeyId,
+            Expr::value(r.master_key_id),
+        )
+        .filter(signing_keys::Column::Kid.eq(r.kid))
+        .filter(signing_keys::Column::MasterKeyId.eq(r.old_master_key_id))
+        .filter(signing_keys::Column::PrivateKeySealed.eq(r.old_sealed))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}

@@ -2,8 +2,11 @@
 //! `totp_enrollments` (a pending secret per session that started an
 //! activation, expiring).
 
-use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set, TransactionTrait};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, OnConflict};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, TransactionTrait,
+};
 
 use super::entities::totp_credentials::{self, Entity as Credentials, Model as Credential};
 use super::entities::totp_enrollments::{self, Entity as Enrollments, Model as Enrollment};
@@ -216,4 +219,100 @@ pub async fn delete_enrollments_for_user(
         .exec(db)
         .await
         .map(|r| r.rows_affected)
+}
+
+/// Rows whose `secret_sealed` does not start with `prefix`: what a
+/// master-key rotation has left to re-seal (`substr` keeps `_` and `%` in
+/// a key id from acting as `LIKE` wildcards).
+fn not_prefixed<C: sea_orm::ColumnTrait>(column: C, prefix: &str) -> Expr {
+    let length = i32::try_from(prefix.len()).unwrap_or(i32::MAX);
+    Expr::expr(
+        Func::cust("substr")
+            .arg(Expr::col(column))
+            .arg(1i32)
+            .arg(length),
+    )
+    .ne(prefix)
+}
+
+/// Up to `limit` credentials not sealed in the form `prefix` begins.
+pub async fn credentials_not_under(
+    db: &DatabaseConnection,
+    prefix: &str,
+    limit: u64,
+) -> Result<Vec<Credential>, sea_orm::DbErr> {
+    Credentials::find()
+        .filter(not_prefixed(totp_credentials::Column::SecretSealed, prefix))
+        .order_by_asc(totp_credentials::Column::UserId)
+        .limit(limit)
+        .all(db)
+        .await
+}
+
+pub async fn count_credentials_not_under(
+    db: &DatabaseConnection,
+    prefix: &str,
+) -> Result<u64, sea_orm::DbErr> {
+    Credentials::find()
+        .filter(not_prefixed(totp_credentials::Column::SecretSealed, prefix))
+        .count(db)
+        .await
+}
+
+/// Up to `limit` pending secrets not sealed in the form `prefix` begins.
+pub async fn enrollments_not_under(
+    db: &DatabaseConnection,
+    prefix: &str,
+    limit: u64,
+) -> Result<Vec<Enrollment>, sea_orm::DbErr> {
+    Enrollments::find()
+        .filter(not_prefixed(totp_enrollments::Column::SecretSealed, prefix))
+        .order_by_asc(totp_enrollments::Column::SessionKey)
+        .limit(limit)
+        .all(db)
+        .await
+}
+
+pub async fn count_enrollments_not_under(
+    db: &DatabaseConnection,
+    prefix: &str,
+) -> Result<u64, sea_orm::DbErr> {
+    Enrollments::find()
+        .filter(not_prefixed(totp_enrollments::Column::SecretSealed, prefix))
+        .count(db)
+        .await
+}
+
+/// Replaces a credential's sealed secret, only if it still holds `old`:
+/// a concurrent rotation, re-activation or removal wins, and nothing is
+/// sealed twice. `false` when it did not.
+pub async fn reseal_credential(
+    db: &DatabaseConnection,
+    user_id: &str,
+    old: &str,
+    new: &str,
+) -> Result<bool, sea_orm::DbErr> {
+    let result = Credentials::update_many()
+        .col_expr(totp_credentials::Column::SecretSealed, Expr::value(new))
+        .filter(totp_credentials::Column::UserId.eq(user_id))
+        .filter(totp_credentials::Column::SecretSealed.eq(old))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// As [`reseal_credential`], for a pending secret.
+pub async fn reseal_enrollment(
+    db: &DatabaseConnection,
+    session_key: &str,
+    old: &str,
+    new: &str,
+) -> Result<bool, sea_orm::DbErr> {
+    let result = Enrollments::update_many()
+        .col_expr(totp_enrollments::Column::SecretSealed, Expr::value(new))
+        .filter(totp_enrollments::Column::SessionKey.eq(session_key))
+        .filter(totp_enrollments::Column::SecretSealed.eq(old))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
 }

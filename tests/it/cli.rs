@@ -146,6 +146,8 @@ fn an_unreachable_database_is_a_clear_start_error() {
             ),
             ("STEPGATE_DATABASE__CONNECT_TIMEOUT_SECS", "2"),
             ("STEPGATE_LISTEN", "127.0.0.1:0"),
+            // Not the default 9464: parallel tests would share it.
+            ("STEPGATE_METRICS__LISTEN", ""),
         ],
     );
     assert!(!out.status.success());
@@ -173,6 +175,7 @@ fn serve_logs_json_and_stops_gracefully_on_sigterm() {
         .env("STEPGATE_KEYS_DIR", &keys)
         .env("STEPGATE_DATABASE_URL", &db_url)
         .env("STEPGATE_LISTEN", "127.0.0.1:0")
+        .env("STEPGATE_METRICS__LISTEN", "")
         .env("STEPGATE_LOG__FORMAT", "json")
         .env_remove("RUST_LOG")
         .stdout(Stdio::null())

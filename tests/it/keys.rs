@@ -449,7 +449,8 @@ async fn the_table_holds_no_plaintext_private_key(backend: Backend) {
         !sealed.windows(64).any(|w| w == &file.der[..64]),
         "no DER in the row"
     );
-    let master = app.state.keys.master();
+    let masters = app.state.keys.masters();
+    let master = masters.sealing();
     assert_eq!(row.master_key_id, master.id());
     assert_eq!(
         stepgate::keys::unseal_private_key(master, &row.kid, &row.private_key_sealed).unwrap(),
@@ -458,7 +459,8 @@ async fn the_table_holds_no_plaintext_private_key(backend: Backend) {
     let other_dir = TempDir::new();
     let (other, _) = stepgate::keys::load_or_create_master(other_dir.path()).unwrap();
     assert!(
-        stepgate::keys::unseal_private_key(&other, &row.kid, &row.private_key_sealed).is_none()
+        stepgate::keys::unseal_private_key(other.sealing(), &row.kid, &row.private_key_sealed)
+            .is_none()
     );
     assert!(
         stepgate::keys::unseal_private_key(master, "another-kid", &row.private_key_sealed)

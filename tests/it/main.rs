@@ -21,6 +21,7 @@ mod keys;
 mod local_read;
 mod logout;
 mod mail_queue;
+mod master_key;
 mod metrics;
 mod oidc;
 mod oidc_rules;

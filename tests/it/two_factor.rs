@@ -30,7 +30,7 @@ on_both_backends!(
 );
 
 /// RFC 4648 base32 (no padding) decoding, written for the test.
-fn base32_decode(text: &str) -> Vec<u8> {
+pub fn base32_decode(text: &str) -> Vec<u8> {
     let mut out = Vec::new();
     let (mut buffer, mut bits) = (0u64, 0);
     for c in text.bytes() {
