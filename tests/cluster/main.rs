@@ -18,12 +18,16 @@
 //!    within `keys.refresh_secs`, and signs with it only after
 //!    `keys.publish_ahead_secs`.
 //!
-//! (SQLite under `kill -9` is `tests/it/crash.rs`, in the default suite.)
+//! 6. and, on its own, one node on SQLite killed with `kill -9` under write
+//!    load (`tests/it/crash.rs`, which the default suite also runs on the
+//!    test profile's binary).
 //! Every wait has a deadline; what the test starts, it stops.
 
 #[allow(dead_code)]
 #[path = "../it/browser.rs"]
 mod browser;
+#[path = "../it/crash.rs"]
+mod crash;
 #[allow(dead_code)]
 #[path = "../it/helpers.rs"]
 mod helpers;
@@ -661,6 +665,9 @@ async fn cluster() {
     eprintln!("== 5. keys rotate while the nodes run");
     rotate_keys(&cluster, &service).await;
     drop(cluster);
+
+    eprintln!("== 6. SQLite: kill -9 of a node under write load");
+    crash::sqlite_keeps_every_acknowledged_token_through_kill_9(&bin()).await;
 }
 
 async fn flow_with_totp(cluster: &Cluster, web: &Client, rs: &Client) -> Rotating {
@@ -1091,6 +1098,25 @@ async fn database_outage(cluster: &Cluster, service: &Client, rs: &Client, befor
         join_all(checks).await;
     }
     assert!(rounds >= 2, "load ran through the outage ({rounds} rounds)");
+    // Memory stays bounded while requests fail: every queue is bounded.
+    for node in &cluster.nodes {
+        let pid = node.child.as_ref().expect("running").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let rss_kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS");
+        eprintln!(
+            "   node {} holds {} MB after the outage",
+            node.port,
+            rss_kb / 1024
+        );
+        assert!(
+            rss_kb < 100 * 1024,
+            "a node stays under 100 MB: {rss_kb} kB"
+        );
+    }
 
     cluster.postgres.resume();
     for base in cluster.bases() {

@@ -5,6 +5,7 @@
 //! (WAL with `synchronous=NORMAL` loses nothing to a process crash, only to
 //! a power loss).
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,7 +14,13 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::helpers::{Backend, TempDir, http_client, write_config};
-use crate::oidc::TestClient;
+
+const REDIRECT: &str = "http://127.0.0.1:9/callback";
+
+struct TestClient {
+    id: String,
+    secret: Option<String>,
+}
 
 /// `stepgate serve` as a child process on `config`, listening on `port`.
 struct Node {
@@ -22,9 +29,9 @@ struct Node {
 }
 
 impl Node {
-    async fn start(config: &std::path::Path, port: u16) -> Self {
+    async fn start(bin: &Path, config: &Path, port: u16) -> Self {
         let base = format!("http://127.0.0.1:{port}");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_stepgate"));
+        let mut command = Command::new(bin);
         for (key, _) in std::env::vars() {
             if key.starts_with("STEPGATE_") {
                 command.env_remove(key);
@@ -73,14 +80,14 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-fn register(config: &std::path::Path, extra: &[&str]) -> TestClient {
+fn register(config: &Path, extra: &[&str]) -> TestClient {
     let mut args = vec![
         "client",
         "create",
         "--name",
         "Load",
         "--redirect-uri",
-        crate::oidc::REDIRECT,
+        REDIRECT,
         "--json",
         "--config",
         config.to_str().unwrap(),
@@ -99,14 +106,15 @@ fn register(config: &std::path::Path, extra: &[&str]) -> TestClient {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_keeps_every_acknowledged_token_through_kill_9() {
+/// The test, with the nodes running `bin`: `tests/it` runs it on the test
+/// profile's binary (`db_outage`), the cluster test on the release one.
+pub async fn sqlite_keeps_every_acknowledged_token_through_kill_9(bin: &Path) {
     let dir = TempDir::new();
     let db = Backend::Sqlite.create_database(dir.path()).await;
     crate::helpers::copy_template_keys(&dir.path().join("keys"));
     let config = write_config(dir.path(), &db, "");
     let port = free_port();
-    let mut node = Node::start(&config, port).await;
+    let mut node = Node::start(bin, &config, port).await;
     let service = register(&config, &["--grant-type", "client_credentials"]);
     let rs = register(&config, &["--introspect"]);
 
@@ -165,7 +173,7 @@ async fn sqlite_keeps_every_acknowledged_token_through_kill_9() {
     drop(conn);
 
     // Restarted on the same file: every acknowledged token is active.
-    let node = Node::start(&config, port).await;
+    let node = Node::start(bin, &config, port).await;
     let client = http_client();
     let url = format!("{}/introspect", node.base);
     for chunk in acknowledged.chunks(50) {

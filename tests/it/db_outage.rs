@@ -394,3 +394,12 @@ async fn three_nodes_migrate_one_empty_database_at_once() {
         drop(conn);
     }
 }
+
+/// SQLite under `kill -9` (`crash.rs`), on the test profile's binary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_keeps_every_acknowledged_token_through_kill_9() {
+    crate::crash::sqlite_keeps_every_acknowledged_token_through_kill_9(std::path::Path::new(env!(
+        "CARGO_BIN_EXE_stepgate"
+    )))
+    .await;
+}
