@@ -34,6 +34,9 @@ mod helpers;
 #[allow(dead_code)]
 #[path = "../it/own_postgres.rs"]
 mod own_postgres;
+#[allow(dead_code)]
+#[path = "../it/totp_code.rs"]
+mod totp_code;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -49,6 +52,7 @@ use serde_json::Value;
 use browser::Page;
 use helpers::{TempDir, copy_template_keys, http_client, join_all};
 use own_postgres::OwnPostgres;
+use totp_code::totp_code;
 
 const PASSWORD: &str = "correct horse battery staple";
 const REDIRECT: &str = "http://127.0.0.1:9/callback";
@@ -512,38 +516,10 @@ impl Rotating {
     }
 }
 
-/// RFC 6238 TOTP (SHA1, 6 digits, 30 s) at `at`, for the test.
-fn totp(secret: &str, at: i64) -> String {
-    let mut key = Vec::new();
-    let (mut buffer, mut bits) = (0u64, 0);
-    for c in secret.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'2'..=b'7' => c - b'2' + 26,
-            _ => panic!("base32"),
-        };
-        buffer = (buffer << 5) | u64::from(v);
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            key.push((buffer >> bits) as u8);
-        }
-    }
-    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &key);
-    let mac = aws_lc_rs::hmac::sign(&key, &((at as u64) / 30).to_be_bytes());
-    let mac = mac.as_ref();
-    let offset = (mac[19] & 0x0f) as usize;
-    let binary = (u32::from(mac[offset]) & 0x7f) << 24
-        | u32::from(mac[offset + 1]) << 16
-        | u32::from(mac[offset + 2]) << 8
-        | u32::from(mac[offset + 3]);
-    format!("{:06}", binary % 1_000_000)
-}
-
 /// The code of the next time-step: accepted (skew 1) and newer than any
 /// step used so far.
 fn next_code(secret: &str) -> String {
-    totp(secret, chrono::Utc::now().timestamp() + 30)
+    totp_code(secret, chrono::Utc::now() + chrono::Duration::seconds(30))
 }
 
 fn jwt_part(token: &str, index: usize) -> Value {
@@ -582,7 +558,7 @@ async fn activate(browser: &Rotating, email: &str) -> (String, Vec<String>) {
         .expect("the profile links to activation");
     let page = browser.get(&href).await;
     let secret = page.element_text("totp-secret").expect("#totp-secret");
-    let code = totp(&secret, chrono::Utc::now().timestamp());
+    let code = totp_code(&secret, chrono::Utc::now());
     let done = browser
         .submit(&page, "/profile/2fa/activate", &[("code", &code)])
         .await;

@@ -36,4 +36,5 @@ mod store_passkeys;
 mod sweep;
 mod throttle_race;
 mod tokens;
+mod totp_code;
 mod two_factor;
