@@ -503,14 +503,18 @@ struct RingEntry {
 pub struct KeyRing {
     entries: Vec<RingEntry>,
     /// How long a key that signed stays published after it stopped.
-    linger: i64,
+    linger: lifecycle::Linger,
     jwks: Bytes,
 }
 
 impl KeyRing {
     /// A ring of `keys` (with their parsed key where the caller has one),
     /// its JWKS as published at `now`.
-    pub fn new(keys: Vec<(KeyTimes, Option<Arc<SigningKey>>)>, linger: i64, now: i64) -> Self {
+    pub fn new(
+        keys: Vec<(KeyTimes, Option<Arc<SigningKey>>)>,
+        linger: lifecycle::Linger,
+        now: i64,
+    ) -> Self {
         let entries: Vec<RingEntry> = keys
             .into_iter()
             .map(|(times, key)| RingEntry { times, key })

@@ -13,13 +13,28 @@
 //!
 //! A key *stops* at the earlier of its own retirement and the activation of
 //! the next key (in activation order) that took over, i.e. that was not
-//! itself retired before it activated. A key that stopped before it ever
-//! signed leaves the JWKS when it stops; one that signed stays `linger`
-//! longer (the longest token lifetime, the nodes' refresh interval and a
-//! clock-skew margin: the caller adds them up). A revoked key (a
+//! itself retired before it activated. A key that stopped before it could
+//! have signed on any node (by more than `Linger::stale` before its
+//! activation) leaves the JWKS when it stops; one that signed, or may
+//! have, stays `Linger::signed` longer (the longest token lifetime, the
+//! nodes' refresh interval and a clock-skew margin: the caller adds them
+//! up). A revoked key (a
 //! compromised one) leaves the JWKS at its revocation, whatever it signed.
 //! Once a key has stopped it never signs again: retiring the key that took
 //! over does not bring an older one back.
+
+/// How long keys stay published after they stop (milliseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Linger {
+    /// After a key that signed stops: the longest lifetime of what it
+    /// signs, the nodes' refresh interval and a clock-skew margin.
+    pub signed: i64,
+    /// How long a node may go on with what it read last (the refresh
+    /// interval and the skew margin): a key stopped less than this before
+    /// its activation may have signed on a node that had not read the
+    /// stop yet, so it counts as having signed.
+    pub stale: i64,
+}
 
 /// The times recorded for one key, in Unix milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +95,7 @@ fn took_over(key: &KeyTimes) -> bool {
 }
 
 /// The status of every key at `now`, in the order of `keys`.
-pub fn statuses(keys: &[KeyTimes], linger: i64, now: i64) -> Vec<KeyStatus> {
+pub fn statuses(keys: &[KeyTimes], linger: Linger, now: i64) -> Vec<KeyStatus> {
     let mut order: Vec<usize> = (0..keys.len()).collect();
     order.sort_by(|&a, &b| {
         (keys[a].activates_at, &keys[a].kid).cmp(&(keys[b].activates_at, &keys[b].kid))
@@ -102,12 +117,13 @@ pub fn statuses(keys: &[KeyTimes], linger: i64, now: i64) -> Vec<KeyStatus> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let never_signed = stopped_at.is_some_and(|s| s <= key.activates_at);
+        let never_signed =
+            stopped_at.is_some_and(|s| s.saturating_add(linger.stale) <= key.activates_at);
         let lingered = stopped_at.map(|s| {
             if never_signed {
                 s
             } else {
-                s.saturating_add(linger)
+                s.saturating_add(linger.signed)
             }
         });
         let unpublish_at = match (lingered, key.revoked_at) {
@@ -136,7 +152,7 @@ pub fn statuses(keys: &[KeyTimes], linger: i64, now: i64) -> Vec<KeyStatus> {
 }
 
 /// The index of the key that signs at `now`, if any.
-pub fn active(keys: &[KeyTimes], linger: i64, now: i64) -> Option<usize> {
+pub fn active(keys: &[KeyTimes], linger: Linger, now: i64) -> Option<usize> {
     statuses(keys, linger, now)
         .iter()
         .position(|s| s.state == KeyState::Active)
@@ -166,7 +182,7 @@ pub enum RetireRefusal {
 pub fn plan_retire(
     keys: &[KeyTimes],
     kid: &str,
-    linger: i64,
+    linger: Linger,
     now: i64,
 ) -> Result<RetirePlan, RetireRefusal> {
     let statuses = statuses(keys, linger, now);
@@ -196,7 +212,10 @@ pub fn plan_retire(
 mod tests {
     use super::*;
 
-    const LINGER: i64 = 100;
+    const LINGER: Linger = Linger {
+        signed: 100,
+        stale: 0,
+    };
 
     fn key(kid: &str, created_at: i64, activates_at: i64) -> KeyTimes {
         KeyTimes {
@@ -239,14 +258,14 @@ mod tests {
         assert_eq!(states(&keys, 60), [Retiring, Active]);
         let old = statuses(&keys, LINGER, 60)[0];
         assert_eq!(old.stopped_at, Some(60));
-        assert_eq!(old.unpublish_at, Some(60 + LINGER));
+        assert_eq!(old.unpublish_at, Some(60 + LINGER.signed));
     }
 
     #[test]
     fn a_superseded_key_leaves_the_jwks_exactly_at_its_unpublish_moment() {
         let keys = [key("old", 0, 0), key("new", 50, 60)];
-        assert_eq!(states(&keys, 60 + LINGER - 1), [Retiring, Active]);
-        assert_eq!(states(&keys, 60 + LINGER), [Retired, Active]);
+        assert_eq!(states(&keys, 60 + LINGER.signed - 1), [Retiring, Active]);
+        assert_eq!(states(&keys, 60 + LINGER.signed), [Retired, Active]);
     }
 
     #[test]
@@ -291,9 +310,9 @@ mod tests {
         assert_eq!(states(&keys, 40), [Retiring, Active]);
         assert_eq!(
             statuses(&keys, LINGER, 40)[0].unpublish_at,
-            Some(40 + LINGER)
+            Some(40 + LINGER.signed)
         );
-        assert_eq!(states(&keys, 40 + LINGER), [Retired, Active]);
+        assert_eq!(states(&keys, 40 + LINGER.signed), [Retired, Active]);
     }
 
     #[test]
@@ -374,5 +393,23 @@ mod tests {
                 "{kid}"
             );
         }
+    }
+
+    #[test]
+    fn a_next_key_retired_just_before_its_activation_may_have_signed() {
+        let linger = Linger {
+            signed: 100,
+            stale: 5,
+        };
+        let mut keys = [key("old", 0, 0), key("new", 0, 50)];
+        // Retired 3 ms before it activates: a node that had not read the
+        // retirement may sign with it at 50, so it lingers.
+        keys[1].retired_at = Some(47);
+        let s = statuses(&keys, linger, 48)[1];
+        assert_eq!((s.stopped_at, s.unpublish_at), (Some(47), Some(147)));
+        // Retired well before: it never signed anywhere and leaves at once.
+        keys[1].retired_at = Some(40);
+        let s = statuses(&keys, linger, 41)[1];
+        assert_eq!((s.stopped_at, s.unpublish_at), (Some(40), Some(40)));
     }
 }

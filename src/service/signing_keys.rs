@@ -12,7 +12,9 @@ use sea_orm::DatabaseConnection;
 
 use crate::config::Settings;
 use crate::keys::{self, ALG, KeyError, KeyRing, MasterKey, MasterKeys, SigningKey};
-use crate::protocol::signing_keys::{self as lifecycle, KeyStatus, KeyTimes, RetireRefusal};
+use crate::protocol::signing_keys::{
+    self as lifecycle, KeyStatus, KeyTimes, Linger, RetireRefusal,
+};
 use crate::state::AppState;
 use crate::store::entities::signing_keys::Model as Row;
 use crate::store::signing_keys as store;
@@ -44,14 +46,18 @@ pub enum KeysError {
 /// (milliseconds): the longest lifetime of what it signs, the refresh
 /// interval (a node may sign with a retired key until its next read) and a
 /// clock-skew margin.
-pub fn linger_ms(settings: &Settings) -> i64 {
+pub fn linger_ms(settings: &Settings) -> Linger {
     let oauth = &settings.oauth;
-    let secs = oauth
+    let stale = settings.keys.refresh_secs.saturating_add(CLOCK_SKEW_SECS);
+    let signed = oauth
         .id_token_ttl_secs
         .max(oauth.access_token_ttl_secs)
-        .saturating_add(settings.keys.refresh_secs)
-        .saturating_add(CLOCK_SKEW_SECS);
-    i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+        .saturating_add(stale);
+    let ms = |secs: u64| i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    Linger {
+        signed: ms(signed),
+        stale: ms(stale),
+    }
 }
 
 fn times(row: &Row) -> KeyTimes {
@@ -147,7 +153,7 @@ pub fn build_ring(
     rows: &[Row],
     masters: &MasterKeys,
     previous: Option<&KeyRing>,
-    linger: i64,
+    linger: Linger,
     now: i64,
 ) -> (KeyRing, Vec<KeysError>) {
     let all: Vec<KeyTimes> = rows.iter().map(times).collect();
@@ -269,7 +275,7 @@ pub async fn list(state: &AppState) -> Result<Vec<KeyView>, KeysError> {
     Ok(views(&rows, linger_ms(&state.settings), state.now_ms()))
 }
 
-fn views(rows: &[Row], linger: i64, now: i64) -> Vec<KeyView> {
+fn views(rows: &[Row], linger: Linger, now: i64) -> Vec<KeyView> {
     let all: Vec<KeyTimes> = rows.iter().map(times).collect();
     let statuses = lifecycle::statuses(&all, linger, now);
     rows.iter()
@@ -361,7 +367,10 @@ mod tests {
         settings.keys.refresh_secs = 7;
         assert_eq!(
             linger_ms(&settings),
-            (300 + 7 + CLOCK_SKEW_SECS as i64) * 1000
+            Linger {
+                signed: (300 + 7 + CLOCK_SKEW_SECS as i64) * 1000,
+                stale: (7 + CLOCK_SKEW_SECS as i64) * 1000,
+            }
         );
     }
 }
