@@ -16,7 +16,8 @@
 //!    nginx answer meanwhile, and recovery without a restart;
 //! 5. `keys rotate` while the nodes run: every node publishes the new key
 //!    within `keys.refresh_secs`, and signs with it only after
-//!    `keys.publish_ahead_secs`.
+//!    `keys.publish_ahead_secs`; then `keys retire OLD --now` takes the old
+//!    key out of every node's JWKS.
 //!
 //! 6. and, on its own, one node on SQLite killed with `kill -9` under write
 //!    load (`tests/it/crash.rs`, which the default suite also runs on the
@@ -1198,4 +1199,37 @@ async fn rotate_keys(cluster: &Cluster, service: &Client) {
             .iter()
             .any(|k| k["kid"] == old.as_str())
     );
+
+    // `keys retire OLD --now` (a compromised key): it leaves every node's
+    // JWKS within keys.refresh_secs, and the new key signs on.
+    let retired = cluster.cli(&["keys", "retire", &old, "--now"], None);
+    assert_eq!(retired["state"], "retired");
+    for base in cluster.bases() {
+        let old = old.clone();
+        wait_until(
+            "every node drops the retired key",
+            Duration::from_secs(5),
+            || {
+                let (base, old) = (base.clone(), old.clone());
+                async move {
+                    let jwks: Value = http_client()
+                        .get(format!("{base}/jwks"))
+                        .send()
+                        .await
+                        .unwrap()
+                        .json()
+                        .await
+                        .unwrap();
+                    !jwks["keys"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|k| k["kid"] == old.as_str())
+                }
+            },
+        )
+        .await;
+        let (_, tokens) = token_at(&base, service, &[("grant_type", "client_credentials")]).await;
+        assert_eq!(kid_of(&tokens), new);
+    }
 }
