@@ -403,19 +403,8 @@ fn master_key_paths(dir: &Path) -> Result<Vec<(i64, PathBuf)>, KeyError> {
     if !dir.exists() {
         return Ok(Vec::new());
     }
-    let entries = fs::read_dir(dir).map_err(|e| KeyError::Dir {
-        path: dir.to_owned(),
-        reason: e.to_string(),
-    })?;
     let mut keys = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| KeyError::Dir {
-            path: dir.to_owned(),
-            reason: e.to_string(),
-        })?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let path = entry.path();
+    for (name, path) in dir_entries(dir)? {
         if name == MASTER_KEY_FILE {
             keys.push((0, path));
             continue;
@@ -440,6 +429,23 @@ fn master_key_paths(dir: &Path) -> Result<Vec<(i64, PathBuf)>, KeyError> {
     }
     keys.sort();
     Ok(keys)
+}
+
+/// The entries of `dir` whose names are UTF-8 (the key files' names are),
+/// with their paths.
+fn dir_entries(dir: &Path) -> Result<Vec<(String, PathBuf)>, KeyError> {
+    let failed = |e: std::io::Error| KeyError::Dir {
+        path: dir.to_owned(),
+        reason: e.to_string(),
+    };
+    let mut entries = Vec::new();
+    for entry in fs::read_dir(dir).map_err(failed)? {
+        let entry = entry.map_err(failed)?;
+        if let Ok(name) = entry.file_name().into_string() {
+            entries.push((name, entry.path()));
+        }
+    }
+    Ok(entries)
 }
 
 /// A signing key file of the layout before the database.
@@ -693,25 +699,14 @@ fn random_bytes(buf: &mut [u8]) -> Result<(), KeyError> {
 
 /// The signing key files, oldest first, with the creation time their name holds.
 fn signing_key_paths(dir: &Path) -> Result<Vec<(DateTime<Utc>, PathBuf)>, KeyError> {
-    let entries = fs::read_dir(dir).map_err(|e| KeyError::Dir {
-        path: dir.to_owned(),
-        reason: e.to_string(),
-    })?;
     let mut keys = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| KeyError::Dir {
-            path: dir.to_owned(),
-            reason: e.to_string(),
-        })?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
+    for (name, path) in dir_entries(dir)? {
         let Some(stamp) = name
             .strip_prefix(SIGNING_PREFIX)
             .and_then(|rest| rest.strip_suffix(SIGNING_SUFFIX))
         else {
             continue;
         };
-        let path = entry.path();
         let created_at = stamp
             .parse::<i64>()
             .ok()
