@@ -51,7 +51,7 @@ use sea_orm::{ConnectionTrait, Database};
 use serde_json::Value;
 
 use browser::Page;
-use helpers::{TempDir, copy_template_keys, http_client, join_all};
+use helpers::{TempDir, copy_template_keys, free_port, http_client, join_all};
 use own_postgres::OwnPostgres;
 use totp_code::totp_code;
 
@@ -71,13 +71,6 @@ fn bin() -> PathBuf {
         }
     })
     .clone()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 async fn wait_until<F, Fut>(what: &str, within: Duration, mut check: F)
@@ -130,13 +123,7 @@ impl Node {
             .append(true)
             .open(log)
             .expect("node log");
-        let mut command = Command::new(bin());
-        for (key, _) in std::env::vars() {
-            if key.starts_with("STEPGATE_") {
-                command.env_remove(key);
-            }
-        }
-        let child = command
+        let child = helpers::clean_command(&bin())
             .args(["serve", "--config", config.to_str().unwrap()])
             .env("STEPGATE_LISTEN", format!("127.0.0.1:{port}"))
             .env("STEPGATE_ISSUER", issuer)
@@ -343,13 +330,7 @@ listen = ""
     }
 
     fn cli(&self, args: &[&str], stdin: Option<&str>) -> Value {
-        let mut command = Command::new(bin());
-        for (key, _) in std::env::vars() {
-            if key.starts_with("STEPGATE_") {
-                command.env_remove(key);
-            }
-        }
-        let mut child = command
+        let mut child = helpers::clean_command(&bin())
             .args(args)
             .args(["--json", "--config", self.config.to_str().unwrap()])
             .stdin(Stdio::piped())
@@ -1113,6 +1094,23 @@ async fn database_outage(cluster: &Cluster, service: &Client, rs: &Client, befor
     }
 }
 
+/// Whether the JWKS at `base` lists `kid`.
+async fn publishes(base: &str, kid: &str) -> bool {
+    let jwks: Value = http_client()
+        .get(format!("{base}/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|k| k["kid"] == kid)
+}
+
 async fn rotate_keys(cluster: &Cluster, service: &Client) {
     let kid_of = |tokens: &Value| {
         jwt_part(tokens["access_token"].as_str().unwrap(), 0)["kid"]
@@ -1140,21 +1138,7 @@ async fn rotate_keys(cluster: &Cluster, service: &Client) {
             Duration::from_secs(5),
             || {
                 let (base, new) = (base.clone(), new.clone());
-                async move {
-                    let jwks: Value = http_client()
-                        .get(format!("{base}/jwks"))
-                        .send()
-                        .await
-                        .unwrap()
-                        .json()
-                        .await
-                        .unwrap();
-                    jwks["keys"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .any(|k| k["kid"] == new.as_str())
-                }
+                async move { publishes(&base, &new).await }
             },
         )
         .await;
@@ -1184,21 +1168,7 @@ async fn rotate_keys(cluster: &Cluster, service: &Client) {
         );
     }
     // The old key stays published while what it signed is alive.
-    let jwks: Value = http_client()
-        .get(format!("{}/jwks", cluster.issuer))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(
-        jwks["keys"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|k| k["kid"] == old.as_str())
-    );
+    assert!(publishes(&cluster.issuer, &old).await);
 
     // `keys retire OLD --now` (a compromised key): it leaves every node's
     // JWKS within keys.refresh_secs, and the new key signs on.
@@ -1211,21 +1181,7 @@ async fn rotate_keys(cluster: &Cluster, service: &Client) {
             Duration::from_secs(5),
             || {
                 let (base, old) = (base.clone(), old.clone());
-                async move {
-                    let jwks: Value = http_client()
-                        .get(format!("{base}/jwks"))
-                        .send()
-                        .await
-                        .unwrap()
-                        .json()
-                        .await
-                        .unwrap();
-                    !jwks["keys"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .any(|k| k["kid"] == old.as_str())
-                }
+                async move { !publishes(&base, &old).await }
             },
         )
         .await;

@@ -14,6 +14,9 @@
 //! desktop width there (`docs/screenshots/` is made that way).
 
 mod support;
+#[allow(dead_code)]
+#[path = "../it/totp_code.rs"]
+mod totp_code;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! browser (or an operator's shell) would; nothing reads the database.
 
 use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
@@ -159,13 +159,9 @@ fn config_for(app: &TestApp) -> String {
 
 /// Runs `stepgate ARGS` like `helpers::stepgate` does, with `input` on stdin.
 fn stepgate_with_stdin(args: &[&str], input: &[u8]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_stepgate"));
+    let mut command =
+        crate::helpers::clean_command(std::path::Path::new(env!("CARGO_BIN_EXE_stepgate")));
     command.args(args);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("STEPGATE_") {
-            command.env_remove(key);
-        }
-    }
     let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -6,14 +6,14 @@
 //! a power loss).
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{Backend, TempDir, http_client, write_config};
+use crate::helpers::{Backend, TempDir, free_port, http_client, write_config};
 
 const REDIRECT: &str = "http://127.0.0.1:9/callback";
 
@@ -31,13 +31,7 @@ struct Node {
 impl Node {
     async fn start(bin: &Path, config: &Path, port: u16) -> Self {
         let base = format!("http://127.0.0.1:{port}");
-        let mut command = Command::new(bin);
-        for (key, _) in std::env::vars() {
-            if key.starts_with("STEPGATE_") {
-                command.env_remove(key);
-            }
-        }
-        let child = command
+        let child = crate::helpers::clean_command(bin)
             .args(["serve", "--config", config.to_str().unwrap()])
             .env("STEPGATE_LISTEN", format!("127.0.0.1:{port}"))
             .env("STEPGATE_ISSUER", &base)
@@ -71,13 +65,6 @@ impl Drop for Node {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 fn register(config: &Path, extra: &[&str]) -> TestClient {

@@ -516,15 +516,30 @@ pub async fn oidc_http(
 /// Runs the `stepgate` binary with `args`, with no STEPGATE_* variables from
 /// the test's own environment, plus `env`.
 pub fn stepgate(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_stepgate"));
+    let mut command = clean_command(Path::new(env!("CARGO_BIN_EXE_stepgate")));
     command.args(args);
+    command.envs(env.iter().copied());
+    command.output().expect("run the stepgate binary")
+}
+
+/// A command for the binary at `bin` that sees no STEPGATE_* variables of
+/// the test's own environment: only what the test gives it.
+pub fn clean_command(bin: &Path) -> Command {
+    let mut command = Command::new(bin);
     for (key, _) in std::env::vars() {
         if key.starts_with("STEPGATE_") {
             command.env_remove(key);
         }
     }
-    command.envs(env.iter().copied());
-    command.output().expect("run the stepgate binary")
+    command
+}
+
+/// A loopback port nothing listens on now (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 pub fn stdout(output: &Output) -> String {

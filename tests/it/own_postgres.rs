@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::helpers::{REQUIRE_POSTGRES_VAR, TempDir};
+use crate::helpers::{REQUIRE_POSTGRES_VAR, TempDir, free_port};
 
 pub struct OwnPostgres {
     bin: PathBuf,
@@ -170,12 +170,4 @@ fn text(out: &std::process::Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
-}
-
-/// A loopback port nothing listens on now (bound, then released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }

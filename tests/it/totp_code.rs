@@ -1,6 +1,6 @@
 //! TOTP codes computed by the tests themselves: HMAC-SHA1 written for the
 //! test (RFC 4226 §5.3) with RFC 6238's time counter, independently of the
-//! server's totp-rs. Shared by `tests/it` and `tests/cluster`.
+//! server's totp-rs. Shared by `tests/it`, `tests/e2e` and `tests/cluster`.
 
 use aws_lc_rs::hmac;
 use chrono::{DateTime, Utc};
