@@ -328,12 +328,17 @@ async fn rotation_while_two_nodes_serve_keeps_every_secret_and_key(backend: Back
 async fn an_interrupted_rotation_resumes_and_seals_nothing_twice(backend: Backend) {
     let (app, _clock) = spawn(backend).await;
     let mut secrets = Vec::new();
-    for email in ["a@example.com", "b@example.com", "c@example.com"] {
+    for email in [
+        "a@example.com",
+        "b@example.com",
+        "c@example.com",
+        "d@example.com",
+    ] {
         app.create_user(email, PASSWORD, true).await;
         let (secret, _) = activate(&app, &app.browser(), email).await;
         secrets.push((user_id(&app, email).await, secret));
     }
-    // Four rows: one signing key, three TOTP secrets.
+    // Five rows: one signing key, four TOTP secrets.
     let first = rotate_master(&app, &["--batch-size", "1", "--max-rows", "2"])
         .await
         .unwrap();
@@ -344,7 +349,7 @@ async fn an_interrupted_rotation_resumes_and_seals_nothing_twice(backend: Backen
         first["resealed"],
         serde_json::json!({"signing_keys": 1, "totp_credentials": 1, "totp_enrollments": 0})
     );
-    assert_eq!(first["left"]["totp_credentials"], 2);
+    assert_eq!(first["left"]["totp_credentials"], 3);
     assert_eq!(first["retired_files"], serde_json::json!([]));
     let keys_dir = &app.settings.keys_dir;
     assert_eq!(
@@ -369,8 +374,8 @@ async fn an_interrupted_rotation_resumes_and_seals_nothing_twice(backend: Backen
 
     // Two runs at once resume where it stopped (no new file, no wait: the
     // file is older than the wait) and race for the same rows; each
-    // re-seals one (neither can finish alone, so both start before the old
-    // key is retired).
+    // re-seals one. Three rows are left, so neither can finish, and neither
+    // can find the old key retired by the other and start afresh.
     let (a, b) = tokio::join!(
         rotate_master(&app, &["--batch-size", "1", "--max-rows", "1"]),
         rotate_master(&app, &["--batch-size", "1", "--max-rows", "1"])
@@ -381,10 +386,16 @@ async fn an_interrupted_rotation_resumes_and_seals_nothing_twice(backend: Backen
         assert_eq!(run["master_key_id"], new_id.as_str());
         assert_eq!(run["resealed"]["totp_credentials"], 1, "{run}");
     }
-    assert!(
-        a["state"] == "done" || b["state"] == "done",
-        "the later one finishes: {a} {b}"
+    assert_eq!(
+        (&a["state"], &b["state"]),
+        (&"in_progress".into(), &"in_progress".into())
     );
+    // A third run finishes the last row and retires the old key.
+    let last = rotate_master(&app, &[]).await.unwrap();
+    assert_eq!(last["created"], false);
+    assert_eq!(last["master_key_id"], new_id.as_str());
+    assert_eq!(last["resealed"]["totp_credentials"], 1, "{last}");
+    assert_eq!(last["state"], "done");
     assert!(!keys_dir.join("master.key").exists());
     assert!(keys_dir.join("master.key.retired").exists());
     all_open_under(&app, &new_id, &secrets).await;
